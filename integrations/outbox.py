@@ -1,0 +1,247 @@
+"""Outbox services: write a message in the caller's transaction, deliver it, retry, sweep.
+
+Delivery is at-least-once: a message is sent until the receiver answers 2xx, it answers 410
+(gone: stop), or the retry window closes. Receivers de-duplicate with `webhook-id`, which stays
+the same across retries while `webhook-timestamp` and the signature change.
+
+Retries are scheduled by `next_attempt_at`, never by long broker countdowns: a retry due within
+OUTBOX_COUNTDOWN_MAX_SECONDS is also sent as a short Celery countdown (below the broker's
+visibility timeout), and the periodic sweeper sends whatever is due, including messages whose
+broker message was lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from integrations.models import DeliveryAttempt, OutboxMessage, OutboxStatus
+from integrations.url_safety import UnsafeURLError, post_json_safely
+from integrations.webhook_signing import sign_webhook
+from loyalty.models import Organization
+
+logger = logging.getLogger(__name__)
+
+
+def outbox_enqueue(
+    *,
+    topic: str,
+    url: str,
+    payload: dict | list | bytes,
+    organization: Organization | None = None,
+    headers: dict[str, str] | None = None,
+    signing_secret: str = "",
+) -> OutboxMessage:
+    """Store an outbound message in the current transaction; it is sent after commit.
+
+    Call it inside the transaction that makes the change the message reports.
+    """
+    body = (
+        payload
+        if isinstance(payload, bytes)
+        else json.dumps(payload, separators=(",", ":")).encode()
+    )
+    now = timezone.now()
+    message = OutboxMessage.objects.create(
+        organization=organization,
+        topic=topic,
+        url=url,
+        body=body,
+        headers={"Content-Type": "application/json", **(headers or {})},
+        signing_secret=signing_secret,
+        next_attempt_at=now,
+        give_up_at=now + dt.timedelta(seconds=settings.OUTBOX_RETRY_WINDOW_SECONDS),
+    )
+    message_id = str(message.pk)
+    transaction.on_commit(lambda: dispatch_delivery(message_id))
+    return message
+
+
+def dispatch_delivery(message_id: str, countdown: int | None = None) -> None:
+    """Hand the message to a worker. A broker outage is logged, not raised: the sweeper resends."""
+    from integrations.tasks import outbox_deliver_task
+
+    try:
+        if countdown and not outbox_deliver_task.app.conf.task_always_eager:
+            outbox_deliver_task.apply_async(args=[message_id], countdown=countdown)
+        elif not countdown:
+            outbox_deliver_task.delay(message_id)
+    except Exception:  # the broker may be down: the message is safe in the database
+        logger.warning(
+            "outbox: could not publish %s; the sweeper will send it", message_id, exc_info=True
+        )
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    message_id: str
+    sent: bool  # False when another worker holds the message or it is not due
+    status: str
+    status_code: int | None = None
+    error: str = ""
+    retry_in: int | None = None
+
+
+def backoff_seconds(attempt: int) -> int:
+    """Exponential backoff with jitter: base * 2^(attempt-1), capped, times a random 0.5..1."""
+    base = settings.OUTBOX_BACKOFF_BASE_SECONDS
+    ceiling = settings.OUTBOX_BACKOFF_MAX_SECONDS
+    delay = min(ceiling, base * 2 ** min(attempt - 1, 30))
+    return max(1, round(delay * random.uniform(0.5, 1.0)))
+
+
+def _retry_after_seconds(value: str | None) -> int | None:
+    if not value:
+        return None
+    try:
+        return max(0, int(value.strip()))
+    except ValueError:
+        return None
+
+
+def outbox_deliver(*, message_id: str, now: dt.datetime | None = None) -> DeliveryOutcome:
+    """Make one delivery attempt of a due message and record it.
+
+    Takes a lease on the message first (a conditional UPDATE), so the on-commit task, a
+    countdown retry and the sweeper never send the same message at the same time.
+    """
+    now = now or timezone.now()
+    lease_until = now + dt.timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
+    # One second of tolerance: a countdown task may run a moment before its next_attempt_at.
+    leased = OutboxMessage.objects.filter(
+        pk=message_id,
+        status=OutboxStatus.PENDING,
+        next_attempt_at__lte=now + dt.timedelta(seconds=1),
+    ).update(next_attempt_at=lease_until, attempts=F("attempts") + 1)
+    if not leased:
+        status = (
+            OutboxMessage.objects.filter(pk=message_id).values_list("status", flat=True).first()
+        )
+        return DeliveryOutcome(message_id=message_id, sent=False, status=status or "missing")
+    message = OutboxMessage.objects.get(pk=message_id)
+    body = bytes(message.body)
+    headers = dict(message.headers)
+    if message.signing_secret:
+        headers.update(
+            sign_webhook(
+                secret=message.signing_secret,
+                msg_id=message.webhook_id,
+                timestamp=int(time.time()),
+                body=body,
+            )
+        )
+    started = time.monotonic()
+    status_code, error, excerpt, retry_after = None, "", "", None
+    try:
+        response = post_json_safely(
+            message.url,
+            body=body,
+            headers=headers,
+            timeout=settings.OUTBOX_DELIVERY_TIMEOUT_SECONDS,
+            allow_insecure=settings.LOYALTY_ALLOW_INSECURE_CALLBACKS,
+        )
+        status_code = response.status_code
+        excerpt = response.text[:500]
+        retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+    except UnsafeURLError as exc:
+        error = f"unsafe url: {exc}"[:500]
+    except Exception as exc:  # network errors of every kind are retried
+        error = f"{type(exc).__name__}: {exc}"[:500]
+    duration_ms = int((time.monotonic() - started) * 1000)
+    return _record_attempt(
+        message=message,
+        now=timezone.now(),
+        status_code=status_code,
+        error=error,
+        excerpt=excerpt,
+        duration_ms=duration_ms,
+        retry_after=retry_after,
+    )
+
+
+def _record_attempt(
+    *, message, now, status_code, error, excerpt, duration_ms, retry_after
+) -> DeliveryOutcome:
+    with transaction.atomic():
+        message = OutboxMessage.objects.select_for_update().get(pk=message.pk)
+        DeliveryAttempt.objects.create(
+            message=message,
+            number=message.attempts,
+            started_at=now - dt.timedelta(milliseconds=duration_ms),
+            duration_ms=duration_ms,
+            status_code=status_code,
+            error=error,
+            response_excerpt=excerpt,
+        )
+        retry_in = None
+        if status_code is not None and 200 <= status_code < 300:
+            message.status = OutboxStatus.DELIVERED
+            message.delivered_at = now
+            message.last_error = ""
+        elif status_code == 410 or error.startswith("unsafe url"):
+            # 410: the receiver asks us to stop; an unsafe URL will not become safe by waiting.
+            message.status = OutboxStatus.DEAD
+            message.last_error = error or f"HTTP {status_code}: receiver gone"
+        else:
+            retry_in = max(backoff_seconds(message.attempts), retry_after or 0)
+            retry_in = min(retry_in, settings.OUTBOX_BACKOFF_MAX_SECONDS)
+            message.last_error = error or f"HTTP {status_code}"
+            if now + dt.timedelta(seconds=retry_in) > message.give_up_at:
+                message.status = OutboxStatus.DEAD
+                retry_in = None
+            else:
+                message.next_attempt_at = now + dt.timedelta(seconds=retry_in)
+        message.save(update_fields=["status", "delivered_at", "last_error", "next_attempt_at"])
+        if retry_in is not None and retry_in <= settings.OUTBOX_COUNTDOWN_MAX_SECONDS:
+            message_id = str(message.pk)
+            transaction.on_commit(lambda: dispatch_delivery(message_id, countdown=retry_in))
+    return DeliveryOutcome(
+        message_id=str(message.pk),
+        sent=True,
+        status=message.status,
+        status_code=status_code,
+        error=error,
+        retry_in=retry_in,
+    )
+
+
+def outbox_due_message_ids(*, now: dt.datetime | None = None, limit: int = 500) -> list[str]:
+    now = now or timezone.now()
+    return [
+        str(pk)
+        for pk in OutboxMessage.objects.filter(
+            status=OutboxStatus.PENDING, next_attempt_at__lte=now
+        )
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
+    ]
+
+
+def outbox_sweep(*, now: dt.datetime | None = None) -> int:
+    """Dispatch every due message (lost broker messages, retries beyond the countdown limit)."""
+    due = outbox_due_message_ids(now=now)
+    for message_id in due:
+        dispatch_delivery(message_id)
+    return len(due)
+
+
+def outbox_retry_now(*, message: OutboxMessage) -> None:
+    """Operator action: send now, also a dead message (its retry window starts again)."""
+    now = timezone.now()
+    with transaction.atomic():
+        OutboxMessage.objects.filter(pk=message.pk).exclude(status=OutboxStatus.DELIVERED).update(
+            status=OutboxStatus.PENDING,
+            next_attempt_at=now,
+            give_up_at=now + dt.timedelta(seconds=settings.OUTBOX_RETRY_WINDOW_SECONDS),
+        )
+        message_id = str(message.pk)
+        transaction.on_commit(lambda: dispatch_delivery(message_id))

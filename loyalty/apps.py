@@ -1,0 +1,15 @@
+"""App config of the core domain: organisations and members."""
+
+from django.apps import AppConfig
+
+
+class LoyaltyConfig(AppConfig):
+    name = "loyalty"
+    verbose_name = "Organisations and members"
+
+    def ready(self) -> None:
+        from django.conf import settings
+
+        from loyalty.celery import check_delays_below_visibility_timeout
+
+        check_delays_below_visibility_timeout(settings)

@@ -1,0 +1,36 @@
+"""The Celery application `loyalty` (`celery -A loyalty worker`, `celery -A loyalty beat`).
+
+Configuration comes from Django settings (CELERY_*). Without REDIS_URL tasks run eagerly in
+process (the embedded default); with it they go to real workers on the broker.
+"""
+
+import os
+
+from celery import Celery
+from django.core.exceptions import ImproperlyConfigured
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loyalty.settings.base")
+
+app = Celery("loyalty")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+def check_delays_below_visibility_timeout(settings) -> None:
+    """Refuse a configuration whose countdowns could outlive the broker's visibility timeout.
+
+    Redis redelivers an unacknowledged message after the visibility timeout; a countdown longer
+    than that would be delivered twice while the first copy still waits.
+    """
+    visibility = settings.CELERY_BROKER_VISIBILITY_TIMEOUT
+    delays = {
+        "OUTBOX_COUNTDOWN_MAX_SECONDS": settings.OUTBOX_COUNTDOWN_MAX_SECONDS,
+        "OUTBOX_LEASE_SECONDS": settings.OUTBOX_LEASE_SECONDS,
+        "CELERY_TASK_TIME_LIMIT": settings.CELERY_TASK_TIME_LIMIT,
+    }
+    too_long = {name: value for name, value in delays.items() if value >= visibility}
+    if too_long:
+        raise ImproperlyConfigured(
+            f"{', '.join(sorted(too_long))} must stay below CELERY_BROKER_VISIBILITY_TIMEOUT "
+            f"({visibility} s)"
+        )

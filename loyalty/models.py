@@ -1,0 +1,86 @@
+"""Organisations (tenants) and members (customer profiles).
+
+Every domain row belongs to one organisation; every API call is scoped to the organisation of
+the authenticated client, so a member's external id only has meaning inside its organisation.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from loyalty.validators import EXTERNAL_ID_MAX_LENGTH, validate_external_id
+
+
+class Organization(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=64, unique=True, help_text="Also the seed 002 'tenant'.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    operators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="operated_organizations",
+        help_text="Staff users who run this organisation in the operator console.",
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Member(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        BLOCKED = "blocked", "Blocked"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="members")
+    external_id = models.CharField(
+        max_length=EXTERNAL_ID_MAX_LENGTH,
+        validators=[validate_external_id],
+        help_text="The id partners use for this member (userId, contactId). Never personal data.",
+    )
+    first_name = models.CharField(max_length=150, blank=True)
+    last_name = models.CharField(max_length=150, blank=True)
+    email = models.EmailField(blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="memberships",
+        help_text="Portal login; one login may be a member of several organisations.",
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["organization", "external_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "external_id"], name="member_external_id_unique_per_org"
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "user"],
+                condition=Q(user__isnull=False),
+                name="member_one_login_per_org",
+            ),
+            # The last line behind validate_external_id: an e-mail address is never an id.
+            models.CheckConstraint(
+                condition=~Q(external_id__contains="@"), name="member_external_id_not_email"
+            ),
+            models.CheckConstraint(condition=~Q(external_id=""), name="member_external_id_set"),
+        ]
+
+    def __str__(self) -> str:
+        name = f"{self.first_name} {self.last_name}".strip()
+        return f"{self.external_id} ({name})" if name else self.external_id
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
