@@ -82,3 +82,59 @@ class DeliveryAttempt(models.Model):
     @property
     def succeeded(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class ApiClient(models.Model):
+    """An organisation's API client: an OAuth2 confidential application (client credentials).
+
+    Partners (seed 001), the point master (seed 002), rewards administrators (seed 003) and
+    profile integrations (seed 004) all authenticate this way; `scopes` bounds what a token of
+    this client can hold.
+    """
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="api_clients"
+    )
+    application = models.OneToOneField(
+        "oauth2_provider.Application", on_delete=models.CASCADE, related_name="api_client"
+    )
+    name = models.CharField(max_length=200)
+    scopes = models.CharField(
+        max_length=500, help_text="Space-separated scopes this client may request."
+    )
+    active = models.BooleanField(default=True)
+    rules = models.ManyToManyField(
+        "points.PointRule",
+        blank=True,
+        related_name="clients",
+        help_text="Seed 001 rules this client may use.",
+    )
+    # Standard Webhooks secret (whsec_...) that signs callbacks sent to this client.
+    webhook_secret = models.CharField(max_length=200, blank=True)
+    # Seed 001 request signatures: the client's RSA public key and its key id.
+    signing_key_id = models.CharField(max_length=200, blank=True)
+    signing_public_key_pem = models.TextField(blank=True)
+    require_signature = models.BooleanField(
+        default=False, help_text="Refuse unsigned requests from this client."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["organization", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(require_signature=False) | ~Q(signing_public_key_pem=""),
+                name="api_client_required_signature_has_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.organization})"
+
+    @property
+    def client_id(self) -> str:
+        return self.application.client_id
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())

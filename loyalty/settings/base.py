@@ -29,6 +29,9 @@ INSTALLED_APPS = [
     "points",
     "rewards",
     "integrations",
+    "integrations.eai",
+    "integrations.partner",
+    "integrations.follower",
 ]
 
 MIDDLEWARE = [
@@ -180,6 +183,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"  # noqa: S105 - a model name
+OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"  # noqa: S105 - a model name
+OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"  # noqa: S105 - a model name
+OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
 OAUTH2_PROVIDER = {
     "ACCESS_TOKEN_EXPIRE_SECONDS": env_int("OAUTH_ACCESS_TOKEN_EXPIRE_SECONDS", 3600),
     "SCOPES": {
@@ -193,6 +201,8 @@ OAUTH2_PROVIDER = {
         "member": "A member's own data (authorization-code flow with PKCE)",
     },
     "PKCE_REQUIRED": True,
+    "SCOPES_BACKEND_CLASS": "integrations.clients.ClientScopes",
+    "DEFAULT_SCOPES": ["__all__"],
 }
 
 # --- Platform -----------------------------------------------------------------------------

@@ -1,0 +1,3 @@
+"""URLs of this contract (mounted at the site root by loyalty/urls.py)."""
+
+urlpatterns: list = []
