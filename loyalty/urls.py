@@ -25,4 +25,5 @@ urlpatterns = [
     path("", include("integrations.partner.urls")),
     path("", include("integrations.follower.urls")),
     path("rewards/", include("rewards.urls")),
+    path("portal/", include("loyalty.portal.urls")),
 ]

@@ -1,0 +1,1 @@
+"""The members' web portal: server-rendered pages under /portal/."""
