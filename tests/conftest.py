@@ -33,6 +33,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_redis)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Save a screenshot of the browser page when a browser test fails."""
+    outcome = yield
+    report = outcome.get_result()
+    page = getattr(item, "browser_page", None)
+    if report.when == "call" and report.failed and page is not None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / f"{item.name}.png"
+        try:
+            page.screenshot(path=str(path), full_page=True)
+            report.sections.append(("screenshot", str(path)))
+        except Exception as exc:  # the page may be gone; the failure itself matters more
+            report.sections.append(("screenshot", f"not saved: {exc}"))
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{os.getpid()}-{next(_counter)}"
 
