@@ -13,3 +13,5 @@ class LoyaltyConfig(AppConfig):
         from loyalty.celery import check_delays_below_visibility_timeout
 
         check_delays_below_visibility_timeout(settings)
+        # The console's own admin pages register after admin autodiscovery.
+        import loyalty.console.admin  # noqa: F401

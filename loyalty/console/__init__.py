@@ -1,0 +1,1 @@
+"""The operator console: organisation scoping, dashboard, audit trail, exports and imports."""
