@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
 from integrations.outbox import outbox_sweep
+from integrations.partner.services import partner_requests_sweep
 from points import services as point_services
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ def run_periodic_jobs_forever(stop: threading.Event) -> None:
         point_services.expire_due_lots,
         point_services.expire_stale_holds,
         outbox_sweep,
+        partner_requests_sweep,
     ]
     while not stop.wait(JOB_INTERVAL_SECONDS):
         for job in jobs:

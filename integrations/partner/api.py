@@ -1,0 +1,416 @@
+"""The partner Point API (seed 001): the whole wire contract in one module.
+
+    POST /api/v1/points                                                   earn or burn, async
+    GET  /api/v1/orgs/{orgId}/point-programs/{programKey}/balances/{userId}   balance
+    GET  /latitude-points/orgs/{orgId}/point-programs/{programKey}/balances/{userId}
+
+Clients authenticate with OAuth2 client-credentials tokens (/o/token/ or the seed's
+/realms/partner/protocol/openid-connect/token). The seed's table decides the statuses: a token
+lacking the scope is 401 here, not django-oauth-toolkit's 403. Errors are the platform's /api/v1
+shape, `{"code", "message", "details"}`, from `partner_exception_handler`. A request carrying a
+`Signature` header (or from a client that requires one) is verified against the client's
+registered RSA key before anything else is read from it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, serializers
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
+from rest_framework.views import APIView, set_rollback
+
+from integrations.clients import ApiClientAuthentication
+from integrations.http_signatures import SignatureError, verify_request
+from integrations.partner.exceptions import PartnerApiError
+from integrations.partner.selectors import member_balance_get
+from integrations.partner.services import PointRequestInput, error_body, partner_request_submit
+from integrations.url_safety import UnsafeURLError, validate_callback_url
+from loyalty.validators import EXTERNAL_ID_MAX_LENGTH, external_id_problem
+from points.services import MAX_POINTS_PER_OPERATION
+
+DEFAULT_RATE = "50/s"
+DEFAULT_SIGNATURE_WINDOW_SECONDS = 300
+SCOPE_CHALLENGE = 'Bearer realm="api",error="insufficient_scope"'
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class MissingToken(exceptions.NotAuthenticated):
+    default_detail = "missing bearer token"
+    default_code = "missing_token"
+
+
+class InvalidToken(exceptions.AuthenticationFailed):
+    default_detail = "invalid or expired token"
+    default_code = "invalid_token"
+
+
+class ScopeRefused(exceptions.AuthenticationFailed):
+    default_detail = "lacks sufficient scope permissions"
+    default_code = "insufficient_scope"
+
+
+class SignatureRefused(exceptions.AuthenticationFailed):
+    default_detail = "the request signature was refused"
+    default_code = "invalid_signature"
+
+
+def _validation_message(detail) -> tuple[str, dict]:
+    if not isinstance(detail, dict):
+        detail = {"non_field_errors": detail if isinstance(detail, list) else [detail]}
+    fields = {
+        name: [str(item) for item in (errors if isinstance(errors, list) else [errors])]
+        for name, errors in detail.items()
+    }
+    parts = [f"{name}: {errors[0]}" if errors else name for name, errors in fields.items()]
+    return "invalid parameters: " + "; ".join(parts), {"fields": fields}
+
+
+def partner_exception_handler(exc, context):
+    """Map refusals to `{"code", "message", "details"}` with the seed's statuses."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, PartnerApiError):
+        status_code = exc.status_code
+        body = error_body(exc.code, exc.message, exc.details)
+        if status_code == 401:
+            headers["WWW-Authenticate"] = SCOPE_CHALLENGE
+    elif isinstance(exc, exceptions.ValidationError):
+        status_code = 400
+        message, details = _validation_message(exc.detail)
+        body = error_body("invalid_parameters", message, details)
+    elif isinstance(exc, Http404):
+        status_code, body = 404, error_body("not_found", "not found")
+    elif isinstance(exc, DjangoPermissionDenied):
+        status_code, body = 403, error_body("permission_denied", "permission denied")
+    elif isinstance(exc, exceptions.APIException):
+        status_code = exc.status_code
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else exc.default_code
+        message = str(exc.detail)
+        if isinstance(exc, exceptions.Throttled):
+            retry_after = max(1, math.ceil(exc.wait or 1))
+            headers["Retry-After"] = str(retry_after)
+            message = f"rate limit exceeded for this client; retry after {retry_after} s"
+            body = error_body(code, message, {"retryAfter": retry_after})
+        else:
+            body = error_body(code, message)
+        if auth_header := getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = auth_header
+        elif isinstance(exc, ScopeRefused):
+            headers["WWW-Authenticate"] = SCOPE_CHALLENGE
+    else:
+        return None
+    set_rollback()
+    return Response(body, status=status_code, headers=headers)
+
+
+# --- authentication, scopes, signatures, rate limits -------------------------------------------
+
+
+class PartnerTokenRequired(BasePermission):
+    """A valid bearer token of an active client: 401 naming what is wrong otherwise."""
+
+    def has_permission(self, request, view):
+        if request.auth is not None:
+            return True
+        if request.headers.get("Authorization"):
+            raise InvalidToken()
+        raise MissingToken()
+
+
+class PartnerScopes(BasePermission):
+    """The token holds one of view.required_any_scope; seed 001 answers 401 when it does not."""
+
+    def has_permission(self, request, view):
+        wanted = view.required_any_scope
+        granted = set(request.auth.scope.split())
+        if granted.intersection(wanted):
+            return True
+        raise ScopeRefused(f"lacks sufficient scope permissions: needs {' or '.join(wanted)}")
+
+
+class ValidRequestSignature(BasePermission):
+    """Seed 001 request signatures: verified when present, required when the client says so.
+
+    An identical replay inside the window passes here on purpose: it carries the same requestId,
+    and the API answers it with the stored reply (nothing happens twice).
+    """
+
+    def has_permission(self, request, view):
+        client = request.api_client
+        if "Signature" not in request.headers and not client.require_signature:
+            return True
+        if not client.signing_public_key_pem:
+            raise SignatureRefused("no public key is registered for this client")
+        try:
+            verify_request(
+                method=request.method,
+                path_with_query=request.get_full_path(),
+                headers=request.headers,
+                body=request.body,
+                public_key_for=lambda key_id: (
+                    client.signing_public_key_pem if key_id == client.signing_key_id else None
+                ),
+                window_seconds=getattr(
+                    settings, "PARTNER_SIGNATURE_WINDOW_SECONDS", DEFAULT_SIGNATURE_WINDOW_SECONDS
+                ),
+            )
+        except SignatureError as exc:
+            raise SignatureRefused(exc.reason) from exc
+        return True
+
+
+def _parse_rate(rate: str) -> tuple[int, int]:
+    number, period = rate.split("/")
+    return int(number), {"s": 1, "m": 60, "h": 3600, "d": 86400}[period.strip()[0]]
+
+
+class PartnerClientThrottle(BaseThrottle):
+    """Per-client rate limit (settings.PARTNER_API_RATE, e.g. "50/s"), shared by every web node.
+
+    A fixed-window counter in the default cache (Redis in production): one atomic INCR per
+    request, so concurrent requests on several nodes are all counted.
+    """
+
+    def allow_request(self, request, view):
+        client = getattr(request, "api_client", None)
+        if client is None:
+            return True
+        limit, seconds = _parse_rate(getattr(settings, "PARTNER_API_RATE", DEFAULT_RATE))
+        now = time.time()
+        window = int(now // seconds)
+        key = f"partner-rate:{client.client_id}:{seconds}:{window}"
+        cache.add(key, 0, timeout=seconds + 1)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # the window's key expired between add and incr
+            cache.add(key, 1, timeout=seconds + 1)
+            count = 1
+        self._wait = (window + 1) * seconds - now
+        return count <= limit
+
+    def wait(self):
+        return self._wait
+
+
+class ApiClientAuthenticationScheme(OpenApiAuthenticationExtension):
+    """OpenAPI security of every ApiClientAuthentication view (this contract's and others')."""
+
+    target_class = "integrations.clients.ApiClientAuthentication"
+    name = "clientCredentials"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "oauth2",
+            "flows": {
+                "clientCredentials": {
+                    "tokenUrl": "/o/token/",
+                    "scopes": dict(settings.OAUTH2_PROVIDER.get("SCOPES", {})),
+                }
+            },
+        }
+
+    def get_security_requirement(self, auto_schema):
+        view = auto_schema.view
+        if any_of := getattr(view, "required_any_scope", ()):
+            return [{self.name: [scope]} for scope in any_of]
+        by_method = getattr(view, "required_scopes_by_method", None)
+        scopes = (
+            by_method.get(auto_schema.method, [])
+            if by_method
+            else getattr(view, "required_scopes", [])
+        )
+        return {self.name: list(scopes)}
+
+
+class PartnerApi(APIView):
+    authentication_classes = [ApiClientAuthentication]
+    permission_classes = [PartnerTokenRequired, PartnerScopes]
+    throttle_classes = [PartnerClientThrottle]
+    required_any_scope: tuple[str, ...] = ()
+
+    def get_exception_handler(self):
+        return partner_exception_handler
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.DictField()
+
+    class Meta:
+        ref_name = "PartnerError"
+
+
+def _errors(described: dict[int, str]) -> dict:
+    return {
+        status: OpenApiResponse(ErrorSerializer, description=text)
+        for status, text in described.items()
+    }
+
+
+# --- POST /api/v1/points ------------------------------------------------------------------------
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer: not a string of digits, not 10.0, not true."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class PointRequestCreateApi(PartnerApi):
+    permission_classes = [PartnerTokenRequired, PartnerScopes, ValidRequestSignature]
+    required_any_scope = ("points:earn", "points:burn")
+
+    class InputSerializer(serializers.Serializer):
+        userId = serializers.CharField(max_length=EXTERNAL_ID_MAX_LENGTH, trim_whitespace=False)
+        ruleId = serializers.CharField(max_length=64, trim_whitespace=False)
+        amount = StrictIntegerField(
+            min_value=1,
+            max_value=MAX_POINTS_PER_OPERATION,
+            error_messages={
+                "invalid": "must be a whole number",
+                "min_value": "must be a positive whole number",
+                "max_value": f"must be at most {MAX_POINTS_PER_OPERATION}",
+            },
+        )
+        requestId = serializers.CharField(max_length=200, trim_whitespace=False)
+        callbackUrl = serializers.CharField(max_length=2000, trim_whitespace=False)
+
+        class Meta:
+            ref_name = "PartnerPointRequest"
+
+        def validate_userId(self, value):
+            if problem := external_id_problem(value):
+                raise serializers.ValidationError(problem)
+            return value
+
+        def validate_requestId(self, value):
+            if not value.strip() or not value.isprintable():
+                raise serializers.ValidationError("must be printable text")
+            return value
+
+        def validate_callbackUrl(self, value):
+            try:
+                validate_callback_url(
+                    value, allow_insecure=settings.LOYALTY_ALLOW_INSECURE_CALLBACKS
+                )
+            except UnsafeURLError as exc:
+                raise serializers.ValidationError(exc.reason) from exc
+            return value
+
+    class OutputSerializer(serializers.Serializer):
+        requestId = serializers.CharField()
+        status = serializers.CharField(help_text='Always "accepted".')
+
+        class Meta:
+            ref_name = "PartnerPointRequestAccepted"
+
+    @extend_schema(
+        operation_id="partner_points_create",
+        summary="Earn or redeem points (asynchronous; the result comes as a signed callback)",
+        description=(
+            "Accepted requests are processed by a worker; the callback (Standard Webhooks "
+            "signed with the client's webhook secret) reports `success` with `point` and "
+            "`transactionId`, or `failed` with `errorMessage`. `requestId` is idempotent per "
+            "client: a repeat with the same userId, ruleId, amount and callbackUrl gets the "
+            "first reply (header `Idempotent-Replayed: true`), a repeat with other values 409. "
+            "Optional request signature: `Digest: SHA-512=...` and `Signature: keyId=...,"
+            'algorithm="RSA-SHA256",created=...,headers="(created) digest (request-target)",'
+            "signature=...`."
+        ),
+        tags=["partner"],
+        request=InputSerializer,
+        responses={
+            202: OutputSerializer,
+            **_errors(
+                {
+                    400: "invalid parameters; rule not found, inactive or outside its period; "
+                    "invalid user; insufficient balance for a burn",
+                    401: "missing, invalid or expired token; token lacking the scope; "
+                    "refused request signature",
+                    403: "client not authorised for the rule or organisation",
+                    409: "requestId already used with different values",
+                    429: "rate limit exceeded (Retry-After)",
+                }
+            ),
+        },
+    )
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        result = partner_request_submit(
+            client=request.api_client,
+            scopes=frozenset(request.auth.scope.split()),
+            data=PointRequestInput(
+                user_id=data["userId"],
+                rule_id=data["ruleId"],
+                amount=data["amount"],
+                request_id=data["requestId"],
+                callback_url=data["callbackUrl"],
+            ),
+        )
+        headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+        return Response(
+            result.request.reply_body, status=result.request.reply_status, headers=headers
+        )
+
+
+# --- GET .../balances/{userId} ------------------------------------------------------------------
+
+
+class PointBalanceDetailApi(PartnerApi):
+    required_any_scope = ("points:read",)
+
+    class OutputSerializer(serializers.Serializer):
+        userId = serializers.CharField(source="user_id")
+        programKey = serializers.CharField(source="program_key")
+        balance = serializers.IntegerField(help_text="Posted points, held ones included.")
+        available = serializers.IntegerField(help_text="balance - held: what can be spent.")
+        held = serializers.IntegerField(help_text="Points in open holds.")
+        pending = serializers.IntegerField(help_text="Earned points not active yet.")
+        tier = serializers.CharField(allow_null=True, help_text="Tier name, or null.")
+
+        class Meta:
+            ref_name = "PartnerPointBalance"
+
+    @extend_schema(
+        summary="A member's point balance",
+        tags=["partner"],
+        parameters=[
+            OpenApiParameter("orgId", str, OpenApiParameter.PATH, description="Organisation id"),
+            OpenApiParameter("programKey", str, OpenApiParameter.PATH, description="e.g. default"),
+            OpenApiParameter("userId", str, OpenApiParameter.PATH, description="Member's id"),
+        ],
+        responses={
+            200: OutputSerializer,
+            **_errors(
+                {
+                    401: "missing, invalid or expired token; token lacking points:read",
+                    403: "orgId is not the client's organisation",
+                    404: "no such program or user",
+                    429: "rate limit exceeded (Retry-After)",
+                }
+            ),
+        },
+    )
+    def get(self, request, orgId, programKey, userId):  # the seed's path names
+        balance = member_balance_get(
+            client=request.api_client, org_id=orgId, program_key=programKey, user_id=userId
+        )
+        return Response(self.OutputSerializer(balance).data)

@@ -1,0 +1,1 @@
+"""Tests of the partner Point API (seed 001)."""
