@@ -1,0 +1,417 @@
+"""Seed 000's EAI two-phase points API: `POST /eai/v1/points?commit|confirm|rollback`.
+
+The whole wire contract is in this module, to be read side by side with the seed:
+
+* Exactly one flag: the seed's bare `?commit`, `?confirm`, `?rollback`, or `?action=<flag>` (the
+  same thing, spelled so that an OpenAPI client can send it). None or several: 400.
+* Body keys in the seed's spelling (`userid`, `pointstodeduct`, `transactionid`, `description`)
+  or camelCase (`userId`, `pointsToDeduct`, `transactionId`); keys are matched ignoring case.
+* Replies: `{"status": "success"|"failed", "message", "code", "transactionid"}` with the seed's
+  messages on success. 200 success; 400 malformed request, unknown user, insufficient points;
+  401 missing or wrong credentials (`WWW-Authenticate: Basic`); 403 inactive vendor or address
+  not allowed; 404 transaction not found (also another member's); 409 the opposite action on a
+  resolved hold, an expired hold, a transaction id reused with another user or amount, a
+  follower program.
+* An identical repeat of a commit, confirm or rollback gets the same 200 again and changes
+  nothing (header `Idempotent-Replayed: true`): vendors retry, and a lost reply must not turn
+  into an error.
+"""
+
+from __future__ import annotations
+
+import json
+
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import serializers
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+from rest_framework.views import APIView, set_rollback
+
+from integrations.eai import selectors, services
+from integrations.eai.auth import VendorAllowed, VendorBasicAuthentication
+from integrations.eai.exceptions import EaiError, InactiveUser, InvalidRequest, UnknownUser
+from loyalty.models import Member
+from loyalty.validators import EXTERNAL_ID_MAX_LENGTH
+from points.exceptions import (
+    HoldAlreadyResolved,
+    HoldConflict,
+    HoldExpired,
+    HoldNotFound,
+    IdempotencyConflict,
+    PointsError,
+    ProgramIsFollower,
+)
+from points.models import HoldStatus
+from points.services import MAX_POINTS_PER_OPERATION
+
+COMMIT, CONFIRM, ROLLBACK = "commit", "confirm", "rollback"
+ACTIONS = (COMMIT, CONFIRM, ROLLBACK)
+
+# The seed's success messages, and our machine-readable codes beside them.
+SUCCESS = {
+    COMMIT: ("points committed for transaction", "committed"),
+    CONFIRM: ("points successfully deducted", "deducted"),
+    ROLLBACK: ("points successfully rolled back", "rolled_back"),
+}
+
+TRANSACTION_ID_MAX_LENGTH = 200  # points.models.Hold.transaction_id
+DESCRIPTION_MAX_LENGTH = 500  # points.models.Hold.description
+BODY_KEYS = ("userid", "pointstodeduct", "transactionid", "description")
+
+
+# --- request parsing ----------------------------------------------------------------------------
+
+
+def _string_field(*, max_length: int, **kwargs) -> serializers.CharField:
+    return StrictCharField(
+        max_length=max_length,
+        trim_whitespace=False,
+        error_messages={
+            "required": "is required",
+            "null": "must not be null",
+            "blank": "must not be empty",
+            "invalid": "must be a string",
+            "max_length": f"must be at most {max_length} characters",
+        },
+        **kwargs,
+    )
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string and nothing else: DRF's CharField would quietly turn 42 into "42"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class PointsField(serializers.Field):
+    """A JSON integer >= 1: not a bool, float, or numeric string."""
+
+    default_error_messages = {
+        "invalid": "must be a whole number",
+        "not_positive": "must be greater than zero",
+        "too_large": f"must be at most {MAX_POINTS_PER_OPERATION}",
+    }
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("error_messages", {"required": "is required", "null": "must not be null"})
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        # bool is an int in Python, and true points are a bug, not one point.
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        if data <= 0:
+            self.fail("not_positive")
+        if data > MAX_POINTS_PER_OPERATION:
+            self.fail("too_large")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+def _requested_action(query) -> str:
+    flags = {name for name in ACTIONS if name in query}
+    for value in query.getlist("action"):
+        if value not in ACTIONS:
+            raise InvalidRequest("action must be one of commit, confirm, rollback")
+        flags.add(value)
+    if len(flags) != 1:
+        raise InvalidRequest("exactly one of ?commit, ?confirm or ?rollback is required")
+    return flags.pop()
+
+
+def _json_object(request) -> dict:
+    # Parsed here rather than by DRF's parser so that a vendor sending JSON with a wrong or
+    # missing Content-Type is still understood, and anything that is not JSON is a plain 400.
+    try:
+        payload = json.loads(request.body or b"")
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("the body must be a JSON object") from None
+    if not isinstance(payload, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    normalised: dict = {}
+    for key, value in payload.items():
+        canonical = key.lower()
+        if canonical not in BODY_KEYS:
+            continue  # unknown keys are ignored, so vendors may send more than we read
+        if canonical in normalised and normalised[canonical] != value:
+            raise InvalidRequest(f"{canonical} is given twice with different values")
+        normalised[canonical] = value
+    return normalised
+
+
+# --- the view -----------------------------------------------------------------------------------
+
+
+class EaiReplySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["success", "failed"])
+    message = serializers.CharField()
+    code = serializers.CharField(
+        help_text="Machine-readable outcome, e.g. committed, hold_expired."
+    )
+    transactionid = serializers.CharField(allow_null=True)
+
+
+class EaiPointsBodySerializer(serializers.Serializer):
+    """The request body as documented (one schema for the three flags)."""
+
+    userid = serializers.CharField(
+        max_length=EXTERNAL_ID_MAX_LENGTH,
+        help_text="The member's id on the platform (the SSO token's userid). Also userId.",
+    )
+    transactionid = serializers.CharField(
+        max_length=TRANSACTION_ID_MAX_LENGTH,
+        help_text="The vendor's id of this redemption, the idempotency key. Also transactionId.",
+    )
+    pointstodeduct = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_POINTS_PER_OPERATION,
+        help_text="commit only, required there: a JSON integer. Also pointsToDeduct.",
+    )
+    description = serializers.CharField(
+        required=False,
+        max_length=DESCRIPTION_MAX_LENGTH,
+        help_text='commit only: e.g. "redemption for [reward name]".',
+    )
+
+
+def _reply_example(name, status, message, code, status_codes, transactionid="order-1001"):
+    return OpenApiExample(
+        name,
+        value={"status": status, "message": message, "code": code, "transactionid": transactionid},
+        response_only=True,
+        status_codes=status_codes,
+    )
+
+
+class EaiPointsApi(APIView):
+    """Commit, confirm or roll back a vendor's deduction of a member's points."""
+
+    authentication_classes = [VendorBasicAuthentication]
+    permission_classes = [VendorAllowed]
+    parser_classes = [JSONParser]  # documents the body; _json_object reads it
+
+    class CommitInputSerializer(serializers.Serializer):
+        userid = _string_field(max_length=EXTERNAL_ID_MAX_LENGTH)
+        pointstodeduct = PointsField()
+        transactionid = _string_field(max_length=TRANSACTION_ID_MAX_LENGTH)
+        description = _string_field(
+            max_length=DESCRIPTION_MAX_LENGTH, required=False, allow_blank=True, allow_null=True
+        )
+
+    class ResolveInputSerializer(serializers.Serializer):
+        userid = _string_field(max_length=EXTERNAL_ID_MAX_LENGTH)
+        transactionid = _string_field(max_length=TRANSACTION_ID_MAX_LENGTH)
+
+    OutputSerializer = EaiReplySerializer
+
+    # Set as soon as the body names one, so that error replies can carry it too.
+    transaction_id: str | None = None
+
+    def get_exception_handler(self):
+        return eai_exception_handler
+
+    @extend_schema(
+        operation_id="eai_points",
+        summary="Two-phase point deduction: commit, confirm or roll back (seed 000)",
+        description=(
+            "One operation, three flags. Send exactly one of the seed's bare query flags "
+            "`?commit`, `?confirm`, `?rollback`, or the same as `?action=commit|confirm|rollback`."
+            " `commit` holds `pointstodeduct` points of `userid` under `transactionid` until "
+            "the program's hold time-to-live; `confirm` deducts them; `rollback` releases them. "
+            "An identical repeat gets the same 200 again (header `Idempotent-Replayed: true`). "
+            "Body keys may also be camelCase (`userId`, `pointsToDeduct`, `transactionId`)."
+        ),
+        tags=["EAI two-phase points (seed 000)"],
+        parameters=[
+            OpenApiParameter(
+                "action",
+                str,
+                OpenApiParameter.QUERY,
+                required=False,
+                enum=list(ACTIONS),
+                description=(
+                    "The phase. The seed's bare flags `?commit`, `?confirm`, `?rollback` "
+                    "are the same; exactly one flag in all, otherwise 400."
+                ),
+            ),
+        ],
+        request=EaiPointsBodySerializer,
+        responses={
+            200: EaiReplySerializer,
+            400: EaiReplySerializer,
+            401: EaiReplySerializer,
+            403: EaiReplySerializer,
+            404: EaiReplySerializer,
+            409: EaiReplySerializer,
+        },
+        examples=[
+            OpenApiExample(
+                "commit",
+                value={
+                    "userid": "member-42",
+                    "pointstodeduct": 500,
+                    "transactionid": "order-1001",
+                    "description": "redemption for Coffee mug",
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "confirm or rollback",
+                value={"userid": "member-42", "transactionid": "order-1001"},
+                request_only=True,
+            ),
+            _reply_example("committed", "success", *SUCCESS[COMMIT], ["200"]),
+            _reply_example("deducted", "success", *SUCCESS[CONFIRM], ["200"]),
+            _reply_example("rolled back", "success", *SUCCESS[ROLLBACK], ["200"]),
+            _reply_example(
+                "insufficient points",
+                "failed",
+                "insufficient points",
+                "insufficient_points",
+                ["400"],
+            ),
+            _reply_example("invalid user", "failed", "user is invalid", "invalid_user", ["400"]),
+            _reply_example(
+                "wrong credentials",
+                "failed",
+                "invalid vendor credentials",
+                "authentication_failed",
+                ["401"],
+                None,
+            ),
+            _reply_example(
+                "address not allowed",
+                "failed",
+                "IP address not allowed",
+                "ip_not_allowed",
+                ["403"],
+                None,
+            ),
+            _reply_example(
+                "not found", "failed", "transaction not found", "transaction_not_found", ["404"]
+            ),
+            _reply_example(
+                "already deducted",
+                "failed",
+                "points already deducted",
+                "points_already_deducted",
+                ["409"],
+            ),
+        ],
+    )
+    def post(self, request):
+        action = _requested_action(request.query_params)
+        payload = _json_object(request)
+        if isinstance(payload.get("transactionid"), str):
+            self.transaction_id = payload["transactionid"][:TRANSACTION_ID_MAX_LENGTH]
+        vendor = request.user.vendor
+        serializer_class = (
+            self.CommitInputSerializer if action == COMMIT else self.ResolveInputSerializer
+        )
+        serializer = serializer_class(data=payload)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+
+        member = selectors.member_for_vendor(vendor=vendor, external_id=data["userid"])
+        if member is None:
+            raise UnknownUser()
+        if action == COMMIT:
+            if member.status != Member.Status.ACTIVE:
+                raise InactiveUser()
+            result = services.vendor_points_commit(
+                vendor=vendor,
+                member=member,
+                points=data["pointstodeduct"],
+                transaction_id=data["transactionid"],
+                description=data.get("description") or "",
+            )
+        elif action == CONFIRM:
+            result = services.vendor_points_confirm(
+                vendor=vendor, member=member, transaction_id=data["transactionid"]
+            )
+        else:
+            result = services.vendor_points_rollback(
+                vendor=vendor, member=member, transaction_id=data["transactionid"]
+            )
+
+        message, code = SUCCESS[action]
+        reply = self.OutputSerializer(
+            {
+                "status": "success",
+                "message": message,
+                "code": code,
+                "transactionid": result.hold.transaction_id,
+            }
+        ).data
+        headers = {"Idempotent-Replayed": "true"} if result.replayed else None
+        return Response(reply, status=200, headers=headers)
+
+
+# --- errors: one handler maps every refusal to the contract's reply -------------------------------
+
+
+def _ledger_refusal(exc: PointsError) -> tuple[int, str]:
+    if isinstance(exc, HoldAlreadyResolved):
+        if exc.status == HoldStatus.CONFIRMED:
+            return 409, "points_already_deducted"
+        return 409, "points_already_rolled_back"
+    if isinstance(exc, HoldNotFound):
+        return 404, exc.code
+    if isinstance(exc, HoldExpired | HoldConflict | IdempotencyConflict | ProgramIsFollower):
+        return 409, exc.code
+    # InsufficientPoints, InvalidAmount and any other refusal of the request's content.
+    return 400, exc.code
+
+
+def _validation_refusal(exc: drf_exceptions.ValidationError) -> tuple[str, str]:
+    """The first field error, as ("<field> <problem>", "invalid_<field>")."""
+    detail = exc.detail
+    if isinstance(detail, dict) and detail:
+        field, problems = next(iter(detail.items()))
+        problem = problems[0] if isinstance(problems, list) and problems else problems
+        if field == "non_field_errors":
+            return str(problem), "invalid_request"
+        return f"{field} {problem}", f"invalid_{field}"
+    if isinstance(detail, list) and detail:
+        return str(detail[0]), "invalid_request"
+    return str(detail), "invalid_request"
+
+
+def eai_exception_handler(exc, context):
+    """Map every refusal on the EAI API to `{"status": "failed", "message", "code", ...}`."""
+    headers = {}
+    if isinstance(exc, PointsError):
+        status, code = _ledger_refusal(exc)
+        message = exc.message
+    elif isinstance(exc, EaiError):
+        status, code, message = exc.status, exc.code, exc.message
+    elif isinstance(exc, drf_exceptions.ValidationError):
+        status = 400
+        message, code = _validation_refusal(exc)
+    elif isinstance(exc, drf_exceptions.APIException):
+        status = exc.status_code
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else "request_refused"
+        message = str(exc.detail)
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+    else:
+        return None  # a bug: Django's 500, which the vendor kit retries
+    set_rollback()
+    view = context.get("view")
+    body = {
+        "status": "failed",
+        "message": message,
+        "code": code,
+        "transactionid": getattr(view, "transaction_id", None),
+    }
+    return Response(body, status=status, headers=headers or None)

@@ -1,0 +1,89 @@
+"""How a rewards vendor proves who it is on the EAI API: HTTP Basic, then active and IP checks.
+
+Order of refusals: no or wrong credentials -> 401 with `WWW-Authenticate: Basic`; an inactive
+vendor or an address outside its allowlist -> 403. Both answers come only after the credentials
+were checked, so a stranger learns nothing about vendors from a 403.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.permissions import BasePermission
+
+from integrations.eai import selectors
+from integrations.eai.models import Vendor
+
+REALM = "eai"
+
+
+@dataclass(frozen=True)
+class VendorPrincipal:
+    """request.user on the EAI API: the vendor, not a person."""
+
+    vendor: Vendor
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    pk = None
+
+
+class VendorBasicAuthentication(BaseAuthentication):
+    """HTTP Basic with a vendor's EAI username and secret."""
+
+    def authenticate(self, request):
+        header = get_authorization_header(request).split()
+        if not header or header[0].lower() != b"basic":
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("malformed Basic credentials")
+        try:
+            decoded = base64.b64decode(header[1], validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise exceptions.AuthenticationFailed("malformed Basic credentials") from None
+        username, separator, secret = decoded.partition(":")
+        if not separator:
+            raise exceptions.AuthenticationFailed("malformed Basic credentials")
+        vendor = selectors.vendor_for_credentials(username=username, secret=secret)
+        if vendor is None:
+            raise exceptions.AuthenticationFailed("invalid vendor credentials")
+        return VendorPrincipal(vendor=vendor), None
+
+    def authenticate_header(self, request):
+        return f'Basic realm="{REALM}", charset="UTF-8"'
+
+
+class VendorAllowed(BasePermission):
+    """The authenticated vendor is active and calls from an allowed address."""
+
+    def has_permission(self, request, view):
+        principal = request.user
+        if not isinstance(principal, VendorPrincipal):
+            raise exceptions.NotAuthenticated("vendor credentials required")
+        vendor = principal.vendor
+        if not vendor.active:
+            raise exceptions.PermissionDenied("vendor is inactive", code="vendor_inactive")
+        address = selectors.client_ip(request)
+        if not selectors.vendor_ip_allowed(vendor=vendor, address=address):
+            raise exceptions.PermissionDenied("IP address not allowed", code="ip_not_allowed")
+        return True
+
+
+class VendorBasicAuthenticationScheme(OpenApiAuthenticationExtension):
+    """Tells drf-spectacular that the EAI API uses HTTP Basic."""
+
+    target_class = "integrations.eai.auth.VendorBasicAuthentication"
+    name = "eaiBasicAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "basic",
+            "description": "The vendor's EAI username and secret (from the operator console).",
+        }

@@ -1,0 +1,29 @@
+"""Refusals of the EAI API that are not the ledger's (those are in points/exceptions.py)."""
+
+
+class EaiError(Exception):
+    """Base: `code` is machine-readable and `status` the HTTP status of the EAI contract."""
+
+    code = "eai_error"
+    status = 400
+    default_message = "the request was refused"
+
+    def __init__(self, message: str = ""):
+        super().__init__(message or self.default_message)
+        self.message = message or self.default_message
+
+
+class InvalidRequest(EaiError):
+    """A malformed request: flag, JSON or a field (the message names it)."""
+
+    code = "invalid_request"
+
+
+class UnknownUser(EaiError):
+    code = "invalid_user"
+    default_message = "user is invalid"
+
+
+class InactiveUser(EaiError):
+    code = "user_inactive"
+    default_message = "user is not active"
