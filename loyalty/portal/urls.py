@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from loyalty.portal import views
+from loyalty.portal import rewards_views, views
 
 app_name = "portal"
 
@@ -49,6 +49,11 @@ urlpatterns = [
     ),
     path("history/", views.history, name="history"),
     path("profile/", views.profile, name="profile"),
+    path("store/", rewards_views.store, name="store"),
+    path("store/<uuid:reward_type_id>/buy/", rewards_views.store_buy, name="store-buy"),
+    path("rewards/", rewards_views.my_rewards, name="my-rewards"),
+    path("partners/", rewards_views.partners, name="partners"),
+    path("rewards/<uuid:reward_type_id>/claim/", rewards_views.claim_reward, name="claim-reward"),
     path("choose/", views.choose_organization, name="choose-organization"),
     path("no-membership/", views.no_membership, name="no-membership"),
 ]
