@@ -10,7 +10,14 @@ from points import services
 
 pytestmark = pytest.mark.django_db
 
-MEMBER_PAGES = ["portal:dashboard", "portal:history", "portal:profile"]
+MEMBER_PAGES = [
+    "portal:dashboard",
+    "portal:history",
+    "portal:profile",
+    "portal:store",
+    "portal:my-rewards",
+    "portal:partners",
+]
 
 
 @pytest.fixture
