@@ -1,4 +1,11 @@
-"""Operator console for organisations and members, with the "adjust points" flow."""
+"""Operator console for organisations and members, with the "adjust points" flow.
+
+Adjustments are routed by the program's mode (integrations.follower.routing.points_adjust): in a
+master program they are ledger entries, in a follower program they go to the point master's
+webhook and the balance changes at the master's next sync. A member of an organisation with
+follower programs also shows the master's points log, fetched live (seed 002, part 3).
+Operators see only the organisations they run (loyalty.console.scoping); superusers see all.
+"""
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -7,18 +14,22 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from integrations.follower.routing import points_adjust
+from integrations.follower.selectors import points_log_for
+from loyalty.console.scoping import OrganizationScopedAdmin
 from loyalty.forms import PointAdjustmentForm
 from loyalty.models import Member, Organization
-from points import services as point_services
 from points.exceptions import PointsError
-from points.models import Hold, HoldStatus, PointAccount, Transfer
+from points.models import Hold, HoldStatus, PointAccount, PointProgram, ProgramMode, Transfer
 
 admin.site.site_header = "Loyalty platform: operator console"
 admin.site.site_title = "Loyalty operator console"
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(OrganizationScopedAdmin):
+    organization_path = ""
+
     list_display = ["name", "slug", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
@@ -37,14 +48,21 @@ class PointAccountInline(admin.TabularInline):
 
 
 @admin.register(Member)
-class MemberAdmin(admin.ModelAdmin):
+class MemberAdmin(OrganizationScopedAdmin):
     list_display = ["external_id", "first_name", "last_name", "email", "organization", "status"]
     list_filter = ["organization", "status"]
     search_fields = ["=external_id", "email", "last_name", "=id"]
     list_select_related = ["organization"]
     raw_id_fields = ["user"]
     inlines = [PointAccountInline]
-    readonly_fields = ["id", "created_at", "updated_at", "open_holds", "recent_transfers"]
+    readonly_fields = [
+        "id",
+        "created_at",
+        "updated_at",
+        "open_holds",
+        "recent_transfers",
+        "master_points_log",
+    ]
     change_form_template = "admin/loyalty/member/change_form.html"
 
     def get_urls(self):
@@ -89,6 +107,28 @@ class MemberAdmin(admin.ModelAdmin):
             ],
         )
 
+    @admin.display(description="Points log from the point master")
+    def master_points_log(self, obj):
+        if obj is None or obj._state.adding:
+            return "-"
+        programs = PointProgram.objects.filter(organization_id=obj.organization_id).exclude(
+            mode=ProgramMode.MASTER
+        )
+        parts = []
+        for program in programs:
+            log = points_log_for(program=program, member=obj)
+            if not log.available:
+                body = format_html('<p class="errornote">{}</p>', log.error)
+            else:
+                body = _rows(
+                    ["date", "points", "description"],
+                    [[e.transaction_date, e.amount, e.description] for e in log.entries],
+                )
+            parts.append(format_html("<h4>{}</h4>{}", program.name or program.key, body))
+        if not parts:
+            return "none (no program of this organisation follows a point master)"
+        return format_html_join("", "{}", ((part,) for part in parts))
+
     def adjust_points_view(self, request, member_id):
         member = get_object_or_404(self.get_queryset(request), pk=member_id)
         if not request.user.has_perm("points.add_transfer"):
@@ -96,18 +136,25 @@ class MemberAdmin(admin.ModelAdmin):
         form = PointAdjustmentForm(request.POST or None, member=member)
         if request.method == "POST" and form.is_valid():
             try:
-                point_services.adjust(
+                outcome = points_adjust(
                     program=form.cleaned_data["program"],
                     member=member,
                     amount=form.cleaned_data["amount"],
                     reason=form.cleaned_data["reason"],
-                    actor=f"user:{request.user.pk}",
-                    source="Manual",
+                    actor_user=request.user,
                 )
             except PointsError as exc:
                 form.add_error(None, exc.message)
             else:
-                self.message_user(request, "Points adjusted.", messages.SUCCESS)
+                if outcome.sent_to_master:
+                    self.message_user(
+                        request,
+                        "Sent to the point master. The balance changes when the master's next "
+                        "sync arrives.",
+                        messages.SUCCESS,
+                    )
+                else:
+                    self.message_user(request, "Points adjusted.", messages.SUCCESS)
                 return redirect(reverse("admin:loyalty_member_change", args=[member.pk]))
         context = {
             **self.admin_site.each_context(request),

@@ -79,6 +79,10 @@ class PointProgram(models.Model):
                 condition=Q(mode=ProgramMode.MASTER)
                 | (~Q(master_webhook_url="") & ~Q(master_webhook_key="")),
                 name="program_follower_needs_master_webhook",
+                violation_error_message=(
+                    "Set the master's webhook URL and key (Point master connections) before "
+                    "switching to a follower mode."
+                ),
             ),
         ]
 

@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
+from integrations.follower.services import balance_jobs_sweep
 from integrations.outbox import outbox_sweep
 from integrations.partner.services import partner_requests_sweep
 from points import services as point_services
@@ -29,6 +30,7 @@ def run_periodic_jobs_forever(stop: threading.Event) -> None:
         point_services.expire_stale_holds,
         outbox_sweep,
         partner_requests_sweep,
+        balance_jobs_sweep,
     ]
     while not stop.wait(JOB_INTERVAL_SECONDS):
         for job in jobs:
