@@ -21,7 +21,9 @@ from integrations.partner.credentials import (
     partner_client_credentials_reset,
     public_key_problem,
 )
+from loyalty.console.scoping import OrganizationScopedAdmin, scope_queryset
 from loyalty.models import Organization
+from loyalty.services import audit_record
 from points.models import PointRule
 
 # "member" is the scope of members' own apps (authorization code + PKCE), never of a client.
@@ -135,7 +137,7 @@ class ResetCredentialsForm(forms.Form):
 
 
 @admin.register(ApiClient)
-class ApiClientAdmin(admin.ModelAdmin):
+class ApiClientAdmin(OrganizationScopedAdmin):
     form = ApiClientChangeForm
     list_display = [
         "name",
@@ -184,6 +186,11 @@ class ApiClientAdmin(admin.ModelAdmin):
         if not self.has_add_permission(request):
             raise PermissionDenied
         form = ApiClientCreateForm(request.POST or None)
+        organizations = scope_queryset(Organization.objects.all(), request.user, "")
+        form.fields["organization"].queryset = organizations
+        form.fields["rules"].queryset = form.fields["rules"].queryset.filter(
+            program__organization__in=organizations
+        )
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             created = partner_client_create(
@@ -196,6 +203,12 @@ class ApiClientAdmin(admin.ModelAdmin):
                 require_signature=data["require_signature"],
             )
             self.log_addition(request, created.client, [{"added": {}}])
+            audit_record(
+                actor=request.user,
+                action="credentials created",
+                obj=created.client,
+                changes={"scopes": (None, " ".join(sorted(data["scopes"])))},
+            )
             return self._credentials_page(
                 request,
                 created.client,
@@ -223,6 +236,7 @@ class ApiClientAdmin(admin.ModelAdmin):
                 client=client, rotate_webhook_secret=form.cleaned_data["rotate_webhook_secret"]
             )
             self.log_change(request, client, [{"changed": {"fields": ["credentials"]}}])
+            audit_record(actor=request.user, action="credentials reset", obj=client)
             return self._credentials_page(
                 request,
                 client,
@@ -269,7 +283,7 @@ class DeliveryAttemptInline(admin.TabularInline):
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(admin.ModelAdmin):
+class OutboxMessageAdmin(OrganizationScopedAdmin):
     list_display = [
         "id",
         "topic",
@@ -316,4 +330,5 @@ class OutboxMessageAdmin(admin.ModelAdmin):
     def retry_now(self, request, queryset):
         for message in queryset:
             outbox_retry_now(message=message)
+            audit_record(actor=request.user, action="retry requested", obj=message)
         self.message_user(request, f"Queued {queryset.count()} messages.", messages.SUCCESS)

@@ -9,6 +9,7 @@ Operators see only the organisations they run (loyalty.console.scoping); superus
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -19,6 +20,7 @@ from integrations.follower.selectors import points_log_for
 from loyalty.console.scoping import OrganizationScopedAdmin
 from loyalty.forms import PointAdjustmentForm
 from loyalty.models import Member, Organization
+from loyalty.services import audit_record
 from points.exceptions import PointsError
 from points.models import Hold, HoldStatus, PointAccount, PointProgram, ProgramMode, Transfer
 
@@ -135,14 +137,30 @@ class MemberAdmin(OrganizationScopedAdmin):
             raise PermissionDenied
         form = PointAdjustmentForm(request.POST or None, member=member)
         if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
             try:
-                outcome = points_adjust(
-                    program=form.cleaned_data["program"],
-                    member=member,
-                    amount=form.cleaned_data["amount"],
-                    reason=form.cleaned_data["reason"],
-                    actor_user=request.user,
-                )
+                with transaction.atomic():
+                    outcome = points_adjust(
+                        program=data["program"],
+                        member=member,
+                        amount=data["amount"],
+                        reason=data["reason"],
+                        actor_user=request.user,
+                    )
+                    audit_record(
+                        actor=request.user,
+                        action="points sent to master" if outcome.sent_to_master else "adjusted",
+                        obj=member,
+                        changes={
+                            "program": (None, data["program"].key),
+                            "points": (None, data["amount"]),
+                            "reason": (None, data["reason"]),
+                            "balance": (
+                                None,
+                                outcome.transfer.member_balance_after if outcome.transfer else None,
+                            ),
+                        },
+                    )
             except PointsError as exc:
                 form.add_error(None, exc.message)
             else:

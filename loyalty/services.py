@@ -56,7 +56,7 @@ def _organization_of(obj) -> Organization | None:
     """Follow the usual paths from a row to its organisation."""
     if isinstance(obj, Organization):
         return obj
-    for path in ("organization", "program", "account", "reward_type", "member", "vendor"):
+    for path in ("organization", "org", "program", "account", "reward_type", "member", "vendor"):
         target = getattr(obj, path, None)
         if target is None:
             continue

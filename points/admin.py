@@ -1,8 +1,11 @@
 """Operator console for the ledger: programs, accounts, lots, read-only transfers, holds, rules."""
 
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
 
+from loyalty.console.scoping import OrganizationScopedAdmin
+from loyalty.services import audit_record
 from points import services
 from points.exceptions import PointsError
 from points.models import (
@@ -16,7 +19,7 @@ from points.models import (
 )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(OrganizationScopedAdmin):
     """Rows written only by services: operators look, never edit or delete."""
 
     def has_add_permission(self, request, obj=None):
@@ -30,7 +33,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(PointProgram)
-class PointProgramAdmin(admin.ModelAdmin):
+class PointProgramAdmin(OrganizationScopedAdmin):
     list_display = ["key", "name", "organization", "definition_id", "mode", "hold_ttl_seconds"]
     list_filter = ["mode", "organization"]
     search_fields = ["key", "name"]
@@ -42,6 +45,7 @@ class PointProgramAdmin(admin.ModelAdmin):
 
 @admin.register(PointAccount)
 class PointAccountAdmin(ReadOnlyAdmin):
+    organization_path = "program__organization"
     list_display = ["id", "program", "member", "kind", "balance", "held", "pending", "available"]
     list_filter = ["kind", "program"]
     search_fields = ["member__external_id", "member__email"]
@@ -51,6 +55,7 @@ class PointAccountAdmin(ReadOnlyAdmin):
 
 @admin.register(PointLot)
 class PointLotAdmin(ReadOnlyAdmin):
+    organization_path = "account__program__organization"
     list_display = ["id", "account", "amount", "remaining", "status", "valid_from", "valid_to"]
     list_filter = ["status"]
     search_fields = ["account__member__external_id", "reference"]
@@ -59,6 +64,7 @@ class PointLotAdmin(ReadOnlyAdmin):
 
 @admin.register(Transfer)
 class TransferAdmin(ReadOnlyAdmin):
+    organization_path = "program__organization"
     list_display = [
         "id",
         "created_at",
@@ -80,6 +86,7 @@ class TransferAdmin(ReadOnlyAdmin):
 
 @admin.register(Hold)
 class HoldAdmin(ReadOnlyAdmin):
+    organization_path = "program__organization"
     list_display = [
         "transaction_id",
         "owner",
@@ -107,11 +114,18 @@ class HoldAdmin(ReadOnlyAdmin):
         rolled_back, refused = 0, []
         for hold in queryset.filter(status=HoldStatus.HELD):
             try:
-                services.hold_rollback(
-                    owner=hold.owner,
-                    transaction_id=hold.transaction_id,
-                    actor=f"user:{request.user.pk}",
-                )
+                with transaction.atomic():
+                    services.hold_rollback(
+                        owner=hold.owner,
+                        transaction_id=hold.transaction_id,
+                        actor=f"user:{request.user.pk}",
+                    )
+                    audit_record(
+                        actor=request.user,
+                        action="hold rolled back",
+                        obj=hold,
+                        changes={"status": (HoldStatus.HELD, HoldStatus.ROLLED_BACK)},
+                    )
                 rolled_back += 1
             except PointsError as exc:
                 refused.append(f"{hold.transaction_id}: {exc.message}")
@@ -121,7 +135,8 @@ class HoldAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PointRule)
-class PointRuleAdmin(admin.ModelAdmin):
+class PointRuleAdmin(OrganizationScopedAdmin):
+    organization_path = "program__organization"
     list_display = [
         "name",
         "id",

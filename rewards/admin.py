@@ -12,13 +12,15 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from integrations.webhook_signing import new_webhook_secret
-from loyalty.models import Organization
+from loyalty.console.scoping import OrganizationScopedAdmin
+from loyalty.services import audit_record
 from rewards import selectors, services
 from rewards.exceptions import RewardsError
 from rewards.models import (
@@ -39,23 +41,10 @@ from rewards.models import (
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
 
 
-class OrgScopedAdmin(admin.ModelAdmin):
-    """Non-superusers see and pick only the organisations they operate."""
+class OrgScopedAdmin(OrganizationScopedAdmin):
+    """Non-superusers see and pick only the organisations they operate (loyalty.console)."""
 
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset
-        return queryset.filter(org__in=request.user.operated_organizations.all())
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if not request.user.is_superuser:
-            allowed = request.user.operated_organizations.all()
-            if db_field.related_model is Organization:
-                kwargs["queryset"] = allowed
-            elif db_field.name == "reward_type":
-                kwargs["queryset"] = RewardType.objects.filter(org__in=allowed)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+    organization_path = "org"
 
 
 class ReadOnlyAdmin(OrgScopedAdmin):
@@ -422,9 +411,17 @@ class ClaimAdmin(OrgScopedAdmin):
         moved, refused = 0, []
         for claim in queryset:
             try:
-                services.claim_set_status(
-                    claim=claim, status=status, actor=f"user:{request.user.pk}", note="admin"
-                )
+                with transaction.atomic():
+                    before = claim.status
+                    services.claim_set_status(
+                        claim=claim, status=status, actor=f"user:{request.user.pk}", note="admin"
+                    )
+                    audit_record(
+                        actor=request.user,
+                        action=f"claim {status}",
+                        obj=claim,
+                        changes={"status": (before, status)},
+                    )
                 moved += 1
             except RewardsError as exc:
                 refused.append(f"{claim.pk}: {exc.message}")

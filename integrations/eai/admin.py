@@ -19,6 +19,8 @@ from django.views.decorators.http import require_POST
 from integrations.eai import services
 from integrations.eai.models import SigningKey, SsoAlgorithm, Vendor
 from integrations.eai.selectors import signing_key_current
+from loyalty.console.scoping import OrganizationScopedAdmin, SuperuserOnlyAdmin
+from loyalty.services import audit_record
 from points.models import Hold, HoldStatus
 
 CREDENTIALS_TEMPLATE = "eai/admin/vendor_credentials.html"
@@ -30,7 +32,7 @@ def _holds_url(vendor: Vendor, **filters) -> str:
 
 
 @admin.register(Vendor)
-class VendorAdmin(admin.ModelAdmin):
+class VendorAdmin(OrganizationScopedAdmin):
     list_display = [
         "name",
         "organization",
@@ -120,6 +122,15 @@ class VendorAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         obj._secrets_shown_once = services.vendor_save(vendor=obj)
+        audit_record(
+            actor=request.user,
+            action="changed" if change else "created",
+            obj=obj,
+            changes={
+                name: (form.initial.get(name) if change else None, form.cleaned_data.get(name))
+                for name in form.changed_data
+            },
+        )
 
     def _secrets_page(self, request, secrets: services.VendorSecrets):
         context = {
@@ -155,8 +166,12 @@ class VendorAdmin(admin.ModelAdmin):
                 if vendor.sso_algorithm != SsoAlgorithm.HS256:
                     messages.error(request, "Only an HS256 vendor has a shared SSO secret.")
                     return redirect(request.path)
-                return self._secrets_page(request, services.vendor_sso_secret_reset(vendor=vendor))
-            return self._secrets_page(request, services.vendor_credentials_reset(vendor=vendor))
+                secrets = services.vendor_sso_secret_reset(vendor=vendor)
+                audit_record(actor=request.user, action="SSO secret created", obj=vendor)
+                return self._secrets_page(request, secrets)
+            secrets = services.vendor_credentials_reset(vendor=vendor)
+            audit_record(actor=request.user, action="credentials created", obj=vendor)
+            return self._secrets_page(request, secrets)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Create new credentials for {vendor}",
@@ -170,7 +185,9 @@ class VendorAdmin(admin.ModelAdmin):
 
 
 @admin.register(SigningKey)
-class SigningKeyAdmin(admin.ModelAdmin):
+class SigningKeyAdmin(SuperuserOnlyAdmin, admin.ModelAdmin):
+    """Platform-wide SSO keys: superusers only."""
+
     list_display = ["kid", "generation", "state", "created_at", "activates_at", "publish_until"]
     fields = ["kid", "generation", "state", "created_at", "activates_at", "publish_until", "jwk"]
     readonly_fields = fields

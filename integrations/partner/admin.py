@@ -4,10 +4,11 @@ what processing did. Read-only: requests change only through the API and its wor
 from django.contrib import admin
 
 from integrations.partner.models import PartnerRequest
+from loyalty.console.scoping import OrganizationScopedAdmin
 
 
 @admin.register(PartnerRequest)
-class PartnerRequestAdmin(admin.ModelAdmin):
+class PartnerRequestAdmin(OrganizationScopedAdmin):
     list_display = [
         "request_id",
         "client",

@@ -15,7 +15,7 @@ from django.urls import path, reverse
 from loyalty.console import dashboard as dashboard_selectors
 from loyalty.console.exports import EXPORTS, export_response
 from loyalty.console.forms import ImportUploadForm, OrganizationPeriodForm
-from loyalty.console.scoping import OrganizationScopedAdmin, scope_queryset
+from loyalty.console.scoping import OrganizationScopedAdmin, SuperuserOnlyAdmin, scope_queryset
 from loyalty.models import AuditEntry, ImportJob, Organization
 from loyalty.services import import_job_create
 
@@ -25,6 +25,27 @@ DASHBOARD_PANELS = []  # callables(organization) -> {"title", "template", ...}; 
 def register_dashboard_panel(panel):
     DASHBOARD_PANELS.append(panel)
     return panel
+
+
+# Apps whose rows belong to no single organisation: only superusers run them.
+PLATFORM_APPS = {"auth", "oauth2_provider", "django_celery_beat"}
+
+
+def _restrict_platform_admins() -> None:
+    for model, model_admin in list(admin.site._registry.items()):
+        if model._meta.app_label in PLATFORM_APPS and not isinstance(
+            model_admin, SuperuserOnlyAdmin
+        ):
+            restricted = type(
+                f"SuperuserOnly{type(model_admin).__name__}",
+                (SuperuserOnlyAdmin, type(model_admin)),
+                {},
+            )
+            admin.site.unregister(model)
+            admin.site.register(model, restricted)
+
+
+_restrict_platform_admins()
 
 
 def operator_organizations(request):

@@ -12,6 +12,7 @@ from django.contrib import admin
 from django.db.models import Model, QuerySet
 
 from loyalty.models import Organization
+from loyalty.services import audit_record
 
 # Model -> ORM path to its Organization ("" for Organization itself); filled by the admins.
 ORGANIZATION_PATHS: dict[type[Model], str] = {Organization: ""}
@@ -32,6 +33,8 @@ def scope_queryset(queryset: QuerySet, user, path: str) -> QuerySet:
 
 
 class OrganizationScopedAdmin(admin.ModelAdmin):
+    """Scoped to the operator's organisations; every save and delete lands in the audit trail."""
+
     organization_path = "organization"
 
     def __init__(self, model, admin_site):
@@ -50,6 +53,28 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
         field = super().formfield_for_manytomany(db_field, request, **kwargs)
         _limit_choices(field, db_field, request)
         return field
+
+    def save_model(self, request, obj, form, change):
+        # The admin runs this inside the change view's transaction, so the row and its audit
+        # entry commit together.
+        changes = {
+            name: (form.initial.get(name) if change else None, form.cleaned_data.get(name))
+            for name in form.changed_data
+            if name in form.cleaned_data
+        }
+        super().save_model(request, obj, form, change)
+        audit_record(
+            actor=request.user, action="changed" if change else "created", obj=obj, changes=changes
+        )
+
+    def delete_model(self, request, obj):
+        audit_record(actor=request.user, action="deleted", obj=obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            audit_record(actor=request.user, action="deleted", obj=obj)
+        super().delete_queryset(request, queryset)
 
 
 class OrganizationScopedInline:
