@@ -15,4 +15,5 @@ class LoyaltyConfig(AppConfig):
         check_delays_below_visibility_timeout(settings)
         # The console's own admin pages register after admin autodiscovery.
         import loyalty.console.admin  # noqa: F401
+        import loyalty.console.importers  # noqa: F401
         import loyalty.console.panels  # noqa: F401

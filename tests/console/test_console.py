@@ -193,3 +193,39 @@ def test_audit_entries_are_append_only(superuser_client, org):
     with pytest.raises(TypeError):
         AuditEntry.objects.all().delete()
     assert Transfer.objects.count() == 0
+
+
+def test_digital_code_import_reports_bad_and_duplicate_lines(
+    superuser_client, org, django_capture_on_commit_callbacks
+):
+    from rewards import services as reward_services
+    from rewards.models import DigitalCode
+
+    coffee = reward_services.reward_type_create(
+        org=org, reward_type="coffee", display_name="Coffee", fulfilment="code_pool"
+    )
+    content = "code\nCOF-1\nCOF-2\nCOF-1\nbad code\n\nCOF-3\n"  # blank lines are skipped
+    with django_capture_on_commit_callbacks(execute=True):
+        job = import_job_create(
+            organization=org,
+            kind=ImportJob.Kind.DIGITAL_CODES,
+            target="coffee",
+            file_name="codes.csv",
+            content=content,
+            user=superuser_client.user,
+        )
+
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.DONE
+    assert job.imported_rows == 3
+    assert [(r["line"], r["reason"][:10]) for r in job.rejected] == [
+        (4, "duplicate "),
+        (5, "code conta"),
+    ]
+    assert sorted(
+        DigitalCode.objects.filter(reward_type=coffee).values_list("code", flat=True)
+    ) == [
+        "COF-1",
+        "COF-2",
+        "COF-3",
+    ]
