@@ -24,6 +24,7 @@ urlpatterns = [
     path("", include("integrations.eai.urls")),
     path("", include("integrations.partner.urls")),
     path("", include("integrations.follower.urls")),
+    path("", include("loyalty.engagement.urls")),
     path("rewards/", include("rewards.urls")),
     path("portal/", include("loyalty.portal.urls")),
 ]

@@ -32,16 +32,19 @@ INSTALLED_APPS = [
     "integrations.eai",
     "integrations.partner",
     "integrations.follower",
+    "loyalty.engagement",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "loyalty.middleware.RequestSizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "loyalty.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "loyalty.urls"
@@ -98,7 +101,10 @@ LOGIN_REDIRECT_URL = "/portal/"
 LOGOUT_REDIRECT_URL = "/portal/login/"
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024)
+# Request bodies above this are refused with 413 (loyalty/middleware.py). 1000 follower
+# transactions take about 250 KB.
+LOYALTY_MAX_BODY_BYTES = env_int("LOYALTY_MAX_BODY_BYTES", 2 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = LOYALTY_MAX_BODY_BYTES
 
 # --- Redis, cache and Celery --------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "")
@@ -183,6 +189,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"ClaimStatusEnum": "rewards.models.ClaimStatus"},
 }
 
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
@@ -213,6 +220,15 @@ LOYALTY_ISSUER = env_str("LOYALTY_ISSUER", "loyalty-platform")
 # Behind a proxy, the header carrying the client address (e.g. HTTP_X_FORWARDED_FOR); empty
 # means trust only the socket's peer address.
 LOYALTY_TRUSTED_PROXY_HEADER = env_str("LOYALTY_TRUSTED_PROXY_HEADER", "")
+# SSO signing keys (seed 000): size, and how long a new key is published before it signs.
+LOYALTY_SSO_RSA_KEY_BITS = env_int("LOYALTY_SSO_RSA_KEY_BITS", 2048)
+LOYALTY_SSO_KEY_PUBLISH_AHEAD_SECONDS = env_int("LOYALTY_SSO_KEY_PUBLISH_AHEAD_SECONDS", 360)
+
+# Partner Point API (seed 001).
+PARTNER_API_RATE = env_str("PARTNER_API_RATE", "50/s")
+PARTNER_SWEEP_AFTER_SECONDS = env_int("PARTNER_SWEEP_AFTER_SECONDS", 60)
+PARTNER_GIVE_UP_AFTER_SECONDS = env_int("PARTNER_GIVE_UP_AFTER_SECONDS", 24 * 60 * 60)
+PARTNER_SIGNATURE_WINDOW_SECONDS = env_int("PARTNER_SIGNATURE_WINDOW_SECONDS", 300)
 
 LOGGING = {
     "version": 1,
