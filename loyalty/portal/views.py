@@ -15,6 +15,7 @@ from django.db.models import F
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from loyalty.engagement.selectors import MemberTierStatus, member_tiers_get
 from loyalty.portal.decorators import member_required
 from loyalty.portal.forms import HistoryFilterForm, ProfileForm
 from loyalty.selectors import SESSION_MEMBER_KEY, memberships_for_user
@@ -34,6 +35,7 @@ class ProgramSummary:
     program: PointProgram
     balance: Balance
     expiring_soon: int
+    tier: MemberTierStatus | None = None
 
 
 def _programs(member) -> list[PointProgram]:
@@ -43,11 +45,13 @@ def _programs(member) -> list[PointProgram]:
 @member_required
 def dashboard(request):
     member = request.member
+    tiers = {status.program_key: status for status in member_tiers_get(member=member)}
     summaries = [
         ProgramSummary(
             program=program,
             balance=balance_get(program=program, member=member),
             expiring_soon=points_expiring_soon(program=program, member=member),
+            tier=tiers.get(program.key),
         )
         for program in _programs(member)
     ]

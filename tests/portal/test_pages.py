@@ -142,3 +142,17 @@ def test_sign_out_needs_post_and_ends_the_session(signed_in):
     assert signed_in.get(reverse("portal:logout")).status_code == 405
     signed_in.post(reverse("portal:logout"))
     assert signed_in.get(reverse("portal:dashboard")).status_code == 302
+
+
+def test_dashboard_shows_the_tier_and_progress_to_the_next(signed_in, program, member):
+    from loyalty.engagement.models import Tier
+    from loyalty.engagement.services import tier_save
+
+    tier_save(tier=Tier(program=program, name="Silver", threshold=0))
+    tier_save(tier=Tier(program=program, name="Gold", threshold=100))
+    services.earn(program=program, member=member, amount=40)
+
+    html = signed_in.get(reverse("portal:dashboard")).content.decode()
+
+    assert 'data-testid="tier-default">Silver<' in html
+    assert "60 points to Gold" in html
