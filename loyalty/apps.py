@@ -1,5 +1,7 @@
 """App config of the core domain: organisations and members."""
 
+from importlib import import_module
+
 from django.apps import AppConfig
 
 
@@ -13,7 +15,7 @@ class LoyaltyConfig(AppConfig):
         from loyalty.celery import check_delays_below_visibility_timeout
 
         check_delays_below_visibility_timeout(settings)
-        # The console's own admin pages register after admin autodiscovery.
-        import loyalty.console.admin  # noqa: F401
-        import loyalty.console.importers  # noqa: F401
-        import loyalty.console.panels  # noqa: F401
+        # The console's own admin pages, dashboard panels and CSV importers register after
+        # admin autodiscovery.
+        for module in ("admin", "importers", "panels"):
+            import_module(f"loyalty.console.{module}")
