@@ -205,6 +205,11 @@ def _credit(
     account.balance += amount
     account.lifetime_earned += amount
     account.save(update_fields=["balance", "lifetime_earned", "updated_at"])
+    # Lifetime tiers move in the transaction that changes lifetime_earned (imported here:
+    # loyalty.engagement builds on this module).
+    from loyalty.engagement.services import tier_recompute_for_account
+
+    tier_recompute_for_account(account=account)
     lot.transfer = _post_transfer(
         account=account,
         counter_kind=AccountKind.ISSUED,
@@ -622,6 +627,9 @@ def activate_due_lots(*, now: dt.datetime | None = None, batch_size: int = 500) 
                 account.balance += lot.amount
                 account.lifetime_earned += lot.amount
                 account.save(update_fields=["pending", "balance", "lifetime_earned", "updated_at"])
+                from loyalty.engagement.services import tier_recompute_for_account
+
+                tier_recompute_for_account(account=account)
                 lot.transfer = _post_transfer(
                     account=account,
                     counter_kind=AccountKind.ISSUED,
