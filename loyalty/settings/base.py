@@ -189,7 +189,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"ClaimStatusEnum": "rewards.models.ClaimStatus"},
+    "ENUM_NAME_OVERRIDES": {"ClaimStatusEnum": "rewards.models.ClaimStatus.values"},
 }
 
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
