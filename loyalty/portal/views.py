@@ -119,3 +119,8 @@ def choose_organization(request):
 @login_required
 def no_membership(request):
     return render(request, "portal/no_membership.html", status=403)
+
+
+def csrf_failure(request, reason=""):
+    """A form sent without a valid CSRF token (an old page, an expired session): say so."""
+    return render(request, "portal/csrf_failure.html", {"reason": reason}, status=403)

@@ -97,6 +97,7 @@ STATIC_ROOT = VAR_DIR / "static"
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 60 * 60 * 8)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 LOGIN_URL = "/portal/login/"
+CSRF_FAILURE_VIEW = "loyalty.portal.views.csrf_failure"
 LOGIN_REDIRECT_URL = "/portal/"
 LOGOUT_REDIRECT_URL = "/portal/login/"
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

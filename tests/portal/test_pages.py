@@ -156,3 +156,17 @@ def test_dashboard_shows_the_tier_and_progress_to_the_next(signed_in, program, m
 
     assert 'data-testid="tier-default">Silver<' in html
     assert "60 points to Gold" in html
+
+
+def test_a_form_without_a_valid_csrf_token_gets_a_clear_page(person, program, member):
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(person)
+
+    response = strict.post(reverse("portal:profile"), {"first_name": "X"})
+
+    assert response.status_code == 403
+    assert b"your session has expired" in response.content
+    member.refresh_from_db()
+    assert member.first_name != "X"
