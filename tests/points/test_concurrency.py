@@ -1,55 +1,20 @@
 """Races on PostgreSQL with real commits: threads released together against one account."""
 
 import datetime as dt
-import threading
 from collections import Counter
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from points import services
 from points.exceptions import HoldAlreadyResolved, InsufficientPoints
 from points.models import Hold, HoldStatus, Transfer
 from points.selectors import balance_get, ledger_verify
+from tests.concurrency_support import run_together
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-THREADS = 16
 VENDOR = "vendor:race"
-
-
-def run_together(calls):
-    """Run callables on THREADS threads released by one barrier; return outcomes by name."""
-    outcomes = Counter()
-    lock = threading.Lock()
-    barrier = threading.Barrier(THREADS)
-    queue = list(calls)
-
-    def worker():
-        barrier.wait()
-        try:
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    call = queue.pop()
-                try:
-                    call()
-                    result = "ok"
-                except Exception as exc:
-                    result = type(exc).__name__
-                with lock:
-                    outcomes[result] += 1
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
 
 
 def test_100_holds_of_one_point_on_50_available_give_exactly_50(program, member):

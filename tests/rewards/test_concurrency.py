@@ -5,11 +5,9 @@ permission), that a member's balance is checked inside the transaction, that eve
 equals the sum of the rows it stands for, and that a code is handed out once.
 """
 
-import threading
 from collections import Counter
 
 import pytest
-from django.db import connection
 
 from points import services as point_services
 from points.selectors import balance_get, ledger_verify
@@ -23,44 +21,10 @@ from rewards.models import (
     RewardGrant,
 )
 from rewards.selectors import rewards_verify
+from tests.concurrency_support import run_together
 from tests.rewards.support import counters, grant, reward_balance
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-THREADS = 16
-
-
-def run_together(calls):
-    """Run the callables on THREADS threads released by one barrier; count outcomes by name."""
-    outcomes = Counter()
-    lock = threading.Lock()
-    barrier = threading.Barrier(THREADS)
-    queue = list(calls)
-
-    def worker():
-        try:
-            barrier.wait()
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    call = queue.pop()
-                try:
-                    call()
-                    result = "ok"
-                except Exception as exc:
-                    result = type(exc).__name__
-                with lock:
-                    outcomes[result] += 1
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
 
 
 def _claim_one(member, reward_type):
