@@ -40,10 +40,15 @@ def outbox_enqueue(
     organization: Organization | None = None,
     headers: dict[str, str] | None = None,
     signing_secret: str = "",
+    deliver_in_process: bool = False,
 ) -> OutboxMessage:
     """Store an outbound message in the current transaction; it is sent after commit.
 
-    Call it inside the transaction that makes the change the message reports.
+    Call it inside the transaction that makes the change the message reports. A Celery task
+    that writes the message may pass deliver_in_process=True: the first attempt is then made by
+    that worker right after commit (no second task, no trip through the broker); a failed or
+    interrupted attempt is retried exactly as a dispatched one (countdown, then the sweeper).
+    Never from a web request: it would wait for the receiver.
     """
     body = (
         payload
@@ -62,8 +67,19 @@ def outbox_enqueue(
         give_up_at=now + dt.timedelta(seconds=settings.OUTBOX_RETRY_WINDOW_SECONDS),
     )
     message_id = str(message.pk)
-    transaction.on_commit(lambda: dispatch_delivery(message_id))
+    if deliver_in_process:
+        transaction.on_commit(lambda: _deliver_in_process(message_id))
+    else:
+        transaction.on_commit(lambda: dispatch_delivery(message_id))
     return message
+
+
+def _deliver_in_process(message_id: str) -> None:
+    """First attempt in this process; anything unexpected leaves the message to the sweeper."""
+    try:
+        outbox_deliver(message_id=message_id)
+    except Exception:  # the message is safe in the database, pending and due
+        logger.warning("outbox: in-process delivery of %s failed", message_id, exc_info=True)
 
 
 def dispatch_delivery(message_id: str, countdown: int | None = None) -> None:

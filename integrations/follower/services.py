@@ -5,8 +5,9 @@
   by a Celery worker) sets each account to the master's amount with `points.services.set_balance`;
   `balance_jobs_sweep` re-publishes jobs whose broker message was lost or whose worker died.
 * Transactions (all-transaction mode): `transactions_apply` applies up to 1000 items in one
-  database transaction with `points.services.master_transaction_apply`, idempotent on an
-  optional Idempotency-Key.
+  database transaction with `points.services.master_transactions_apply_bulk` (each item as
+  `master_transaction_apply` would apply it, in a few statements for the whole batch), idempotent
+  on an optional Idempotency-Key. Each transfer and lot records `batch:<batch id>:<index>`.
 * Adjustments: `adjustment_send_to_master` turns an adjustment in a follower program into an
   encrypted webhook to the master, written to the outbox (see integrations/follower/routing.py
   for the mode routing and the master's side of the decryption).
@@ -49,7 +50,7 @@ from integrations.outbox import outbox_enqueue
 from loyalty.models import Member, Organization
 from points import services as point_services
 from points.exceptions import InvalidAmount, ProgramNotFollower
-from points.models import PointAccount, PointProgram, ProgramMode
+from points.models import PointProgram, ProgramMode
 
 logger = logging.getLogger(__name__)
 
@@ -450,25 +451,29 @@ def transactions_apply(
         members = members_resolve(
             organization=organization, external_ids=(item.contact_id for item in items)
         )
-        accounts_created = _accounts_lock(
-            pairs={(programs[item.definition_id], members[item.contact_id]) for item in items}
+        # The ledger applies the whole batch: accounts created and locked in id order first,
+        # then every item as master_transaction_apply would (in bulk where it can).
+        applied = point_services.master_transactions_apply_bulk(
+            items=[
+                point_services.MasterTransaction(
+                    program=programs[item.definition_id],
+                    member=members[item.contact_id],
+                    amount=item.amount,
+                    source=item.source,
+                    description=item.description,
+                    valid_from=_validity(item, now)[0] if item.amount > 0 else None,
+                    valid_to=item.valid_to if item.amount > 0 else None,
+                    reference=f"batch:{batch.pk}:{index}",
+                )
+                for index, item in enumerate(items)
+            ],
+            actor=f"client:{client.pk}",
+            now=now,
         )
-        actor = f"client:{client.pk}"
+        accounts_created = applied.accounts_created
         credited = debited = pending = 0
         clamped = []
-        for index, item in enumerate(items):
-            valid_from, valid_to = _validity(item, now)
-            result = point_services.master_transaction_apply(
-                program=programs[item.definition_id],
-                member=members[item.contact_id],
-                amount=item.amount,
-                source=item.source,
-                description=item.description,
-                actor=actor,
-                valid_from=valid_from if item.amount > 0 else None,
-                valid_to=valid_to if item.amount > 0 else None,
-                now=now,
-            )
+        for index, (item, result) in enumerate(zip(items, applied.results, strict=True)):
             if item.amount > 0:
                 credited += result.applied
                 pending += result.applied if result.transfer is None else 0
@@ -541,38 +546,6 @@ def _transaction_programs(
     if unknown or bad_window:
         raise InvalidItems.naming_first(sorted(unknown + bad_window, key=lambda e: e["index"]))
     return programs
-
-
-def _accounts_lock(*, pairs: set[tuple[PointProgram, Member]]) -> int:
-    """Create missing accounts, then lock every account of the batch in id order.
-
-    Returns how many accounts it created. One query finds the existing accounts; only missing
-    ones cost a round trip each (points.services.account_get_or_create).
-
-    Creation goes in a fixed order too (program, member id), so two batches creating the same
-    accounts meet on the first one instead of each holding one the other needs.
-    """
-    existing = {
-        (program_id, member_id): account_id
-        for account_id, program_id, member_id in PointAccount.objects.filter(
-            program__in={program for program, _ in pairs},
-            member__in={member for _, member in pairs},
-        ).values_list("pk", "program_id", "member_id")
-    }
-    account_ids, created = [], 0
-    for program, member in sorted(pairs, key=lambda pair: (pair[0].pk, str(pair[1].pk))):
-        account_id = existing.get((program.pk, member.pk))
-        if account_id is None:
-            account_id = point_services.account_get_or_create(program=program, member=member).pk
-            created += 1
-        account_ids.append(account_id)
-    list(
-        PointAccount.objects.select_for_update()
-        .filter(pk__in=account_ids)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
-    return created
 
 
 # --- adjustments sent to the master -----------------------------------------------------------

@@ -14,11 +14,13 @@ registered RSA key before anything else is read from it.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -37,6 +39,8 @@ from integrations.partner.services import PointRequestInput, error_body, partner
 from integrations.url_safety import UnsafeURLError, validate_callback_url
 from loyalty.validators import EXTERNAL_ID_MAX_LENGTH, external_id_problem
 from points.services import MAX_POINTS_PER_OPERATION
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_RATE = "50/s"
 DEFAULT_SIGNATURE_WINDOW_SECONDS = 300
@@ -176,6 +180,32 @@ def _parse_rate(rate: str) -> tuple[int, int]:
     return int(number), {"s": 1, "m": 60, "h": 3600, "d": 86400}[period.strip()[0]]
 
 
+def _count_in_window(key: str, *, timeout: int) -> int:
+    """Add one to the window's counter and return it.
+
+    On Redis: INCR and EXPIRE NX in one pipelined round trip (the key lives in Django's cache
+    namespace, so cache.get still reads it). Other caches: add + incr through Django's API.
+    """
+    backend = caches[DEFAULT_CACHE_ALIAS]
+    if isinstance(backend, RedisCache):
+        full_key = backend.make_and_validate_key(key)
+        # Writes always go to the first server, so one client (on Django's pool) serves them
+        # all; Django's get_client() would build a new one per call.
+        client = getattr(backend, "_rate_limit_client", None)
+        if client is None:
+            client = backend._rate_limit_client = backend._cache.get_client(full_key, write=True)
+        pipe = client.pipeline(transaction=False)
+        pipe.incr(full_key)
+        pipe.expire(full_key, timeout, nx=True)
+        return int(pipe.execute()[0])
+    cache.add(key, 0, timeout=timeout)
+    try:
+        return cache.incr(key)
+    except ValueError:  # the window's key expired between add and incr
+        cache.add(key, 1, timeout=timeout)
+        return 1
+
+
 class PartnerClientThrottle(BaseThrottle):
     """Per-client rate limit (settings.PARTNER_API_RATE, e.g. "50/s"), shared by every web node.
 
@@ -191,12 +221,13 @@ class PartnerClientThrottle(BaseThrottle):
         now = time.time()
         window = int(now // seconds)
         key = f"partner-rate:{client.client_id}:{seconds}:{window}"
-        cache.add(key, 0, timeout=seconds + 1)
         try:
-            count = cache.incr(key)
-        except ValueError:  # the window's key expired between add and incr
-            cache.add(key, 1, timeout=seconds + 1)
-            count = 1
+            count = _count_in_window(key, timeout=seconds + 1)
+        except Exception:
+            # The limiter's cache (Redis) is down: let the request through rather than stop the
+            # partners' traffic; requests stay idempotent and are stored in the database.
+            logger.warning("partner: rate limit not applied, the cache is down", exc_info=True)
+            return True
         self._wait = (window + 1) * seconds - now
         return count <= limit
 
@@ -263,6 +294,15 @@ def _errors(described: dict[int, str]) -> dict:
 # --- POST /api/v1/points ------------------------------------------------------------------------
 
 
+class StrictCharField(serializers.CharField):
+    """A JSON string: not 42 (DRF's CharField would quietly turn it into "42")."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class StrictIntegerField(serializers.IntegerField):
     """A JSON integer: not a string of digits, not 10.0, not true."""
 
@@ -277,8 +317,8 @@ class PointRequestCreateApi(PartnerApi):
     required_any_scope = ("points:earn", "points:burn")
 
     class InputSerializer(serializers.Serializer):
-        userId = serializers.CharField(max_length=EXTERNAL_ID_MAX_LENGTH, trim_whitespace=False)
-        ruleId = serializers.CharField(max_length=64, trim_whitespace=False)
+        userId = StrictCharField(max_length=EXTERNAL_ID_MAX_LENGTH, trim_whitespace=False)
+        ruleId = StrictCharField(max_length=64, trim_whitespace=False)
         amount = StrictIntegerField(
             min_value=1,
             max_value=MAX_POINTS_PER_OPERATION,
@@ -288,8 +328,8 @@ class PointRequestCreateApi(PartnerApi):
                 "max_value": f"must be at most {MAX_POINTS_PER_OPERATION}",
             },
         )
-        requestId = serializers.CharField(max_length=200, trim_whitespace=False)
-        callbackUrl = serializers.CharField(max_length=2000, trim_whitespace=False)
+        requestId = StrictCharField(max_length=200, trim_whitespace=False)
+        callbackUrl = StrictCharField(max_length=2000, trim_whitespace=False)
 
         class Meta:
             ref_name = "PartnerPointRequest"

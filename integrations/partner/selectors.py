@@ -6,11 +6,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from django.db.models import OuterRef, Subquery
+
 from integrations.models import ApiClient
 from integrations.partner.exceptions import OrganizationForbidden, ProgramNotFound, UserNotFound
 from loyalty.models import Member
-from points.models import PointProgram
-from points.selectors import balance_get
+from points.models import PointAccount, PointProgram
 
 
 @dataclass(frozen=True)
@@ -41,24 +42,41 @@ def member_balance_get(
     """
     if not _same_organization(client, org_id):
         raise OrganizationForbidden()
-    program = PointProgram.objects.filter(
-        organization_id=client.organization_id, key=program_key
-    ).first()
-    if program is None:
+    # One query: the program, the member beside it and their account (if any). A missing
+    # program gives no row; a missing member gives a row without one; no account reads as zeros.
+    account = PointAccount.objects.filter(
+        program_id=OuterRef("pk"),
+        member__organization_id=client.organization_id,
+        member__external_id=user_id,
+    )
+    row = (
+        PointProgram.objects.filter(organization_id=client.organization_id, key=program_key)
+        .annotate(
+            member_id=Subquery(
+                Member.objects.filter(
+                    organization_id=client.organization_id, external_id=user_id
+                ).values("pk")[:1]
+            ),
+            account_balance=Subquery(account.values("balance")[:1]),
+            account_held=Subquery(account.values("held")[:1]),
+            account_pending=Subquery(account.values("pending")[:1]),
+        )
+        .values("key", "member_id", "account_balance", "account_held", "account_pending")
+        .first()
+    )
+    if row is None:
         raise ProgramNotFound()
-    member = Member.objects.filter(
-        organization_id=client.organization_id, external_id=user_id
-    ).first()
-    if member is None:
+    if row["member_id"] is None:
         raise UserNotFound()
-    balance = balance_get(program=program, member=member)
+    balance = row["account_balance"] or 0
+    held = row["account_held"] or 0
     return MemberBalance(
-        user_id=member.external_id,
-        program_key=program.key,
-        balance=balance.balance,
-        available=balance.available,
-        held=balance.held,
-        pending=balance.pending,
+        user_id=user_id,
+        program_key=row["key"],
+        balance=balance,
+        available=balance - held,
+        held=held,
+        pending=row["account_pending"] or 0,
         # Tiers are not modelled yet; the contract's field is there, null until they are.
         tier=None,
     )

@@ -14,6 +14,7 @@ Lock order in processing: partner request, rule usage, rule, member account (poi
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from integrations.models import ApiClient
@@ -176,18 +177,17 @@ def partner_request_submit(
             reply_body=error_body(refusal.code, refusal.message, refusal.details),
             processed_at=now,
         )
-    try:
-        with transaction.atomic():
-            request = PartnerRequest.objects.create(**fields)
-            if refusal is None:
-                request_pk = request.pk
-                transaction.on_commit(lambda: partner_request_dispatch(request_pk))
-    except IntegrityError:
-        # A concurrent request with the same requestId won the unique constraint.
+    request = PartnerRequest(**fields)
+    # One statement: the unique (client, requestId) constraint decides between this request and
+    # a concurrent one with the same requestId (no savepoint needed).
+    if not point_services.insert_unless_conflict(request):
         existing = PartnerRequest.objects.filter(client=client, request_id=data.request_id).first()
         if existing is None:
-            raise
+            raise IntegrityError(f"requestId {data.request_id!r} neither stored nor found")
         return _repeat(existing, data)
+    if refusal is None:
+        request_pk = request.pk
+        transaction.on_commit(lambda: partner_request_dispatch(request_pk))
     return SubmitResult(request=request, replayed=False)
 
 
@@ -205,12 +205,21 @@ def _rule_for_client(
         rule_pk = uuid.UUID(rule_id)
     except ValueError:
         return None
-    rule = PointRule.objects.select_related("program").filter(pk=rule_pk).first()
+    # One query: the rule, its program, and whether the client may use it.
+    allowed = ApiClient.rules.through.objects.filter(
+        apiclient_id=client.pk, pointrule_id=OuterRef("pk")
+    )
+    rule = (
+        PointRule.objects.select_related("program")
+        .annotate(client_allowed=Exists(allowed))
+        .filter(pk=rule_pk)
+        .first()
+    )
     if rule is None:
         return None
     if rule.program.organization_id != client.organization_id:
         raise RuleForbidden("ruleId: the rule belongs to another organisation")
-    if not client.rules.filter(pk=rule.pk).exists():
+    if not rule.client_allowed:
         raise RuleForbidden()
     needed = SCOPE_FOR_KIND[rule.kind]
     if needed not in scopes:
@@ -313,9 +322,11 @@ def partner_request_process(
             return request
         rule, member, client = request.rule, request.member, request.client
         amount = capped_amount(rule=rule, amount=request.amount)
+        # A savepoint when the rule counts usage or budget before the ledger moves: a failure
+        # undoes them. Without either, the ledger's own transaction is the only write to undo.
+        counts_usage = rule.member_limit is not None or rule.total_budget is not None
         try:
-            # A savepoint: a failure undoes the usage and budget counted before it.
-            with transaction.atomic():
+            with transaction.atomic() if counts_usage else contextlib.nullcontext():
                 transfer = _apply(request=request, rule=rule, member=member, amount=amount)
         except _ProcessingFailed as failure:
             _finish(request, now=now, failure_code=failure.code, error_message=failure.message)
@@ -331,7 +342,8 @@ def partner_request_process(
             _finish(request, now=now, failure_code=exc.code, error_message=UNEXPECTED_MESSAGE)
         else:
             _finish(request, now=now, point=amount, transfer=transfer)
-        _enqueue_callback(request=request, client=client, now=now)
+        # Processing runs in a worker: it makes the first delivery attempt itself.
+        _enqueue_callback(request=request, client=client, now=now, deliver_in_process=True)
     return request
 
 
@@ -439,13 +451,20 @@ def callback_payload(*, request: PartnerRequest, client_id: str, now: dt.datetim
     return body
 
 
-def _enqueue_callback(*, request: PartnerRequest, client: ApiClient, now: dt.datetime) -> None:
+def _enqueue_callback(
+    *,
+    request: PartnerRequest,
+    client: ApiClient,
+    now: dt.datetime,
+    deliver_in_process: bool = False,
+) -> None:
     outbox_enqueue(
         topic=CALLBACK_TOPIC,
         url=request.callback_url,
         payload=callback_payload(request=request, client_id=client.client_id, now=now),
         organization=request.organization,
         signing_secret=client.webhook_secret,
+        deliver_in_process=deliver_in_process,
     )
 
 

@@ -573,14 +573,15 @@ def test_the_eai_hot_path_query_counts_are_pinned(
     user = funded_member.external_id
     eai.commit(user, 1, "warm-up")  # the account row and system accounts exist from here on
 
-    # vendor (with program and organisation) 1, member 1, account 1; in the ledger: lock the
-    # account, look for the transaction id, held += 10, insert the hold; 4 savepoint statements.
-    with django_assert_num_queries(11):
+    # vendor (with program and organisation) 1, member 1; in the ledger: earmark the points on
+    # the account (one conditional UPDATE), insert the hold unless its id is taken; 2 savepoint
+    # statements.
+    with django_assert_num_queries(6):
         assert eai.commit(user, 10, "hot-1").status_code == 200
-    # vendor 1, member 1; in the ledger: find the hold, lock account and hold, read the account,
-    # mark the hold, consume a lot (select + update), update the account, find the redeemed
-    # account, insert the transfer; 2 savepoint statements.
-    with django_assert_num_queries(14):
+    # vendor 1, member 1; in the ledger: find the hold, lock the account (with the redeemed
+    # account's id), mark the hold, consume a lot (select + update), update the account, insert
+    # the transfer; 2 savepoint statements.
+    with django_assert_num_queries(11):
         assert eai.confirm(user, "hot-1").status_code == 200
     # A repeat: vendor, member, then the ledger finds the resolved hold under its locks.
     with django_assert_num_queries(7):
