@@ -46,6 +46,8 @@ format: install
 soak: install
 	$(VENV)/bin/pytest -m soak -s $(PYTEST_ARGS)
 
+# Needs PostgreSQL and Redis running, wrk and pgbench (apt-get install wrk postgresql-client);
+# py-spy (pip install py-spy) adds a profile of where the time goes.
 bench: install
 	$(PY) -m bench
 

@@ -297,6 +297,7 @@ class OutboxMessageAdmin(OrganizationScopedAdmin):
         "last_error",
     ]
     list_filter = ["status", "topic", "organization"]
+    list_select_related = ["organization"]
     search_fields = ["=id", "url"]
     inlines = [DeliveryAttemptInline]
     actions = ["retry_now"]
