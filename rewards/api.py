@@ -69,6 +69,7 @@ from rewards.models import Claim, ClaimStatus, Inventory, Operation, RewardType
 
 ADMIN_MAX_LIMIT = 1000
 MEMBER_MAX_LIMIT = 100
+MAX_OFFSET = 1_000_000_000
 DEFAULT_LIMIT = 50
 
 
@@ -177,6 +178,9 @@ def _page(request, *, maximum: int) -> tuple[int, int]:
             raise InvalidInput(f"{name} must be a whole number", field=name) from None
         if values[name] < 0:
             raise InvalidInput(f"{name} must not be negative", field=name)
+    if values["offset"] > MAX_OFFSET:
+        # Beyond any real list, and past what the database's 64-bit OFFSET takes.
+        raise InvalidInput(f"offset must be at most {MAX_OFFSET}", field="offset")
     if values["limit"] == 0 or values["limit"] > maximum:
         raise InvalidInput(f"limit must be between 1 and {maximum}", field="limit")
     return values["limit"], values["offset"]
@@ -243,6 +247,84 @@ def _reward_type_or_404(org, name, field: str) -> RewardType:
     return reward_type
 
 
+class StrictInput(serializers.Serializer):
+    """Input whose values must have their JSON type: DRF alone turns 42 into "42", "7" into 7
+    and "yes" into true. Other keys are ignored (a client may send an object back)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            wrong = {
+                name: [f"must be a {kind}"]
+                for name, field in self.fields.items()
+                if name in data
+                and data[name] is not None
+                and (kind := _json_type_of(field))
+                and not _has_json_type(data[name], kind)
+            }
+            if wrong:
+                raise exceptions.ValidationError(wrong)
+        return super().to_internal_value(data)
+
+
+def _json_type_of(field) -> str | None:
+    if isinstance(field, serializers.BooleanField):
+        return "boolean"
+    if isinstance(field, serializers.IntegerField):
+        return "whole number"
+    if isinstance(field, serializers.CharField | serializers.ChoiceField | serializers.UUIDField):
+        return "string"
+    return None
+
+
+def _has_json_type(value, kind: str) -> bool:
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "whole number":
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
+def _or_empty(schema: dict) -> dict:
+    """A query parameter sent empty (`?status=`) is the same as one left out."""
+    return {"anyOf": [schema, {"type": "string", "enum": [""]}]}
+
+
+def _limit(maximum: int) -> OpenApiParameter:
+    return OpenApiParameter(
+        "limit",
+        _or_empty({"type": "integer", "minimum": 1, "maximum": maximum}),
+        description=f"1..{maximum}",
+    )
+
+
+OFFSET = OpenApiParameter(
+    "offset", _or_empty({"type": "integer", "minimum": 0, "maximum": MAX_OFFSET})
+)
+STATUS = OpenApiParameter("status", _or_empty({"type": "string", "enum": ClaimStatus.values}))
+
+
+def _flag(name: str) -> OpenApiParameter:
+    # What _bool_param admits: true/false or 1/0, in any case.
+    return OpenApiParameter(
+        name, {"type": "string", "pattern": "^(|[Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0)$"}
+    )
+
+
+_UUID = "[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}"
+# What _ids_param admits: nothing, or ids separated by commas.
+IDS = OpenApiParameter(
+    "ids",
+    {"type": "string", "pattern": rf"^$|^\s*{_UUID}\s*(,\s*{_UUID}\s*)*$"},
+    description="Comma-separated ids",
+)
+# What _idempotency_key admits: 1 to 200 characters once surrounding spaces are stripped.
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"},
+    OpenApiParameter.HEADER,
+)
+
+
 def _idempotency_key(request) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
@@ -271,7 +353,7 @@ class ClaimStatusField(serializers.ChoiceField):
         super().__init__(choices=ClaimStatus.values, **kwargs)
 
 
-class _ClaimItemInput(serializers.Serializer):
+class _ClaimItemInput(StrictInput):
     reward_type = serializers.CharField(max_length=100)
     amount = serializers.IntegerField(min_value=1, max_value=services.MAX_AMOUNT)
     inventory_id = serializers.UUIDField(required=False, allow_null=True)
@@ -425,7 +507,7 @@ class AdminApi(RokwireApi):
         return f"client:{self.request.api_client.pk}"
 
 
-class RewardTypeInput(serializers.Serializer):
+class RewardTypeInput(StrictInput):
     org_id = serializers.CharField(required=False, allow_blank=True)
     reward_type = serializers.CharField(max_length=100)
     display_name = serializers.CharField(max_length=200)
@@ -454,8 +536,8 @@ class AdminRewardTypeListApi(AdminApi):
         tags=["rewards admin"],
         operation_id="rewards_admin_types_list",
         parameters=[
-            OpenApiParameter("limit", int, description=f"1..{ADMIN_MAX_LIMIT}"),
-            OpenApiParameter("offset", int),
+            _limit(ADMIN_MAX_LIMIT),
+            OFFSET,
         ],
         responses={200: RewardTypeOutput(many=True), **_errors(400, 401, 403)},
     )
@@ -525,7 +607,7 @@ class AdminRewardTypeDetailApi(AdminApi):
 # --- admin: inventories ------------------------------------------------------------------------
 
 
-class InventoryInput(serializers.Serializer):
+class InventoryInput(StrictInput):
     org_id = serializers.CharField(required=False, allow_blank=True)
     reward_type = serializers.CharField(max_length=100)
     in_stock = serializers.BooleanField(required=False, default=True)
@@ -563,13 +645,13 @@ class AdminInventoryListApi(AdminApi):
         tags=["rewards admin"],
         operation_id="rewards_admin_inventories_list",
         parameters=[
-            OpenApiParameter("ids", str, description="Comma-separated ids"),
+            IDS,
             OpenApiParameter("reward_type", str),
-            OpenApiParameter("in_stock", bool),
-            OpenApiParameter("grant_depleted", bool),
-            OpenApiParameter("claim_depleted", bool),
-            OpenApiParameter("limit", int, description=f"1..{ADMIN_MAX_LIMIT}"),
-            OpenApiParameter("offset", int),
+            _flag("in_stock"),
+            _flag("grant_depleted"),
+            _flag("claim_depleted"),
+            _limit(ADMIN_MAX_LIMIT),
+            OFFSET,
         ],
         responses={200: InventoryOutput(many=True), **_errors(400, 401, 403)},
     )
@@ -660,7 +742,7 @@ class AdminInventoryDetailApi(AdminApi):
 # --- admin: operations ---------------------------------------------------------------------------
 
 
-class OperationInput(serializers.Serializer):
+class OperationInput(StrictInput):
     org_id = serializers.CharField(required=False, allow_blank=True)
     reward_type = serializers.CharField(max_length=100)
     code = serializers.CharField(max_length=100)
@@ -684,8 +766,8 @@ class AdminOperationListApi(AdminApi):
         parameters=[
             OpenApiParameter("building_block", str),
             OpenApiParameter("reward_type", str),
-            OpenApiParameter("limit", int, description=f"1..{ADMIN_MAX_LIMIT}"),
-            OpenApiParameter("offset", int),
+            _limit(ADMIN_MAX_LIMIT),
+            OFFSET,
         ],
         responses={200: OperationOutput(many=True), **_errors(400, 401, 403)},
     )
@@ -765,15 +847,17 @@ class AdminOperationDetailApi(AdminApi):
 # --- admin: claims ------------------------------------------------------------------------------
 
 
-class AdminClaimInput(serializers.Serializer):
+class AdminClaimInput(StrictInput):
     org_id = serializers.CharField(required=False, allow_blank=True)
     user_id = serializers.CharField(max_length=128)
-    items = _ClaimItemInput(many=True, allow_empty=False)
+    items = serializers.ListField(
+        child=_ClaimItemInput(), min_length=1, max_length=services.MAX_CLAIM_ITEMS
+    )
     status = ClaimStatusField(required=False)
     description = serializers.CharField(required=False, allow_blank=True, default="")
 
 
-class AdminClaimUpdateInput(serializers.Serializer):
+class AdminClaimUpdateInput(StrictInput):
     org_id = serializers.CharField(required=False, allow_blank=True)
     user_id = serializers.CharField(required=False, help_text="Read-only.")
     items = _ClaimItemInput(many=True, required=False, help_text="Read-only.")
@@ -791,11 +875,11 @@ class AdminClaimListApi(AdminApi):
         tags=["rewards admin"],
         operation_id="rewards_admin_claims_list",
         parameters=[
-            OpenApiParameter("ids", str, description="Comma-separated ids"),
+            IDS,
             OpenApiParameter("user_id", str),
-            OpenApiParameter("status", str, enum=ClaimStatus.values),
-            OpenApiParameter("limit", int, description=f"1..{ADMIN_MAX_LIMIT}"),
-            OpenApiParameter("offset", int),
+            STATUS,
+            _limit(ADMIN_MAX_LIMIT),
+            OFFSET,
         ],
         responses={200: ClaimOutput(many=True), **_errors(400, 401, 403)},
     )
@@ -901,7 +985,7 @@ class AdminClaimDetailApi(AdminApi):
 # --- internal: building blocks grant rewards ------------------------------------------------------
 
 
-class InternalRewardInput(serializers.Serializer):
+class InternalRewardInput(StrictInput):
     org_id = serializers.CharField(required=False, allow_blank=True)
     user_id = serializers.CharField(max_length=200)
     code = serializers.CharField(max_length=100)
@@ -928,7 +1012,7 @@ class InternalRewardApi(RokwireApi):
         parameters=[
             OpenApiParameter("X-Api-Key", str, OpenApiParameter.HEADER),
             OpenApiParameter("INTERNAL-API-KEY", str, OpenApiParameter.HEADER),
-            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
+            IDEMPOTENCY_KEY,
         ],
         request=InternalRewardInput,
         responses={200: RewardQuantityStateOutput(many=True), **_errors(400, 401, 403, 404, 409)},
@@ -985,8 +1069,8 @@ class UserHistoryApi(MemberApi):
             OpenApiParameter("reward_type", str),
             OpenApiParameter("code", str),
             OpenApiParameter("building_block", str),
-            OpenApiParameter("limit", int, description=f"1..{MEMBER_MAX_LIMIT}"),
-            OpenApiParameter("offset", int),
+            _limit(MEMBER_MAX_LIMIT),
+            OFFSET,
         ],
         responses={200: RewardHistoryOutput(many=True), **_errors(400, 401, 403)},
     )
@@ -1001,10 +1085,11 @@ class UserHistoryApi(MemberApi):
         return Response(RewardHistoryOutput(rows, many=True).data)
 
 
-class UserClaimInput(serializers.Serializer):
-    items = _ClaimItemInput(
-        many=True,
-        allow_empty=False,
+class UserClaimInput(StrictInput):
+    items = serializers.ListField(
+        child=_ClaimItemInput(),
+        min_length=1,
+        max_length=services.MAX_CLAIM_ITEMS,
         help_text="Without inventory_id the platform allocates, oldest in-stock inventory first.",
     )
     description = serializers.CharField(required=False, allow_blank=True, default="")
@@ -1015,9 +1100,9 @@ class UserClaimListApi(MemberApi):
         tags=["rewards user"],
         operation_id="rewards_user_claims_list",
         parameters=[
-            OpenApiParameter("status", str, enum=ClaimStatus.values),
-            OpenApiParameter("limit", int, description=f"1..{MEMBER_MAX_LIMIT}"),
-            OpenApiParameter("offset", int),
+            STATUS,
+            _limit(MEMBER_MAX_LIMIT),
+            OFFSET,
         ],
         responses={200: ClaimOutput(many=True), **_errors(400, 401, 403)},
     )
@@ -1029,7 +1114,7 @@ class UserClaimListApi(MemberApi):
     @extend_schema(
         tags=["rewards user"],
         operation_id="rewards_user_claims_create",
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        parameters=[IDEMPOTENCY_KEY],
         request=UserClaimInput,
         responses={200: ClaimOutput, **_errors(400, 401, 403, 404, 409)},
     )
@@ -1075,7 +1160,7 @@ class StoreItemOutput(serializers.Serializer):
     fulfilment = serializers.CharField()
 
 
-class PurchaseInput(serializers.Serializer):
+class PurchaseInput(StrictInput):
     reward_type = serializers.CharField(max_length=100)
     quantity = serializers.IntegerField(
         min_value=1, max_value=services.MAX_AMOUNT, required=False, default=1
@@ -1125,8 +1210,8 @@ class UserPurchaseListApi(MemberApi):
         tags=["rewards user"],
         operation_id="rewards_user_purchases_list",
         parameters=[
-            OpenApiParameter("limit", int, description=f"1..{MEMBER_MAX_LIMIT}"),
-            OpenApiParameter("offset", int),
+            _limit(MEMBER_MAX_LIMIT),
+            OFFSET,
         ],
         responses={200: PurchaseOutput(many=True), **_errors(400, 401, 403)},
     )
@@ -1144,7 +1229,7 @@ class UserPurchaseListApi(MemberApi):
             "(and, with claim_now, claims it). Idempotent on the optional Idempotency-Key "
             "header: a repeat returns the first purchase; other details with the same key: 409."
         ),
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        parameters=[IDEMPOTENCY_KEY],
         request=PurchaseInput,
         responses={200: PurchaseOutput, **_errors(400, 401, 403, 404, 409)},
     )

@@ -32,10 +32,12 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
     extend_schema_serializer,
 )
 from rest_framework import exceptions, serializers
@@ -190,14 +192,48 @@ def _errors(described: dict[int, str]) -> dict:
 
 
 class StrictSerializer(serializers.Serializer):
-    """Unknown fields are refused by name (a typo must not be silently ignored)."""
+    """Unknown fields are refused by name (a typo must not be silently ignored), and so are
+    values of the wrong JSON type (DRF would turn 42 into "42" and "yes" into true)."""
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
                 raise exceptions.ValidationError({name: ["unknown field"] for name in unknown})
+            wrong = {
+                name: [f"must be a {kind}"]
+                for name, value in data.items()
+                if value is not None
+                and (kind := _json_type_of(self.fields[name]))
+                and not isinstance(value, _JSON_TYPES[kind])
+            }
+            if wrong:
+                raise exceptions.ValidationError(wrong)
         return super().to_internal_value(data)
+
+
+_JSON_TYPES = {"string": str, "boolean": bool}
+
+
+def _json_type_of(field) -> str | None:
+    if isinstance(field, serializers.BooleanField):
+        return "boolean"
+    if isinstance(field, serializers.CharField | serializers.DateTimeField | serializers.UUIDField):
+        return "string"
+    return None
+
+
+class StrictSerializerScheme(OpenApiSerializerExtension):
+    """In the schema, a StrictSerializer's request body admits no other properties."""
+
+    target_class = "loyalty.engagement.api.StrictSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        if direction == "request":
+            schema["additionalProperties"] = False
+        return schema
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -225,22 +261,47 @@ def idempotency_key_get(request, *, required: bool) -> str | None:
 
 
 CUSTOMER_ID = OpenApiParameter(
-    "customerId",
+    "customer_id",
     str,
     OpenApiParameter.PATH,
     description="The customer's external id, or the platform's member id (UUID).",
 )
+# What idempotency_key_get admits: printable, not only spaces, at most 150 characters.
+IDEMPOTENCY_KEY_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH,
+    "pattern": "^(?=.*[^ ])[^\\x00-\\x1f\\x7f-\\xa0\\xad]+$",
+}
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
-    str,
+    IDEMPOTENCY_KEY_SCHEMA,
     OpenApiParameter.HEADER,
     required=False,
     description="Scoped to the client: a repeat of the same request gets the first reply "
     "(header Idempotent-Replayed: true); the same key with another request is 409.",
 )
+# What services.tag_name_clean admits (case-insensitive, surrounding spaces stripped).
+TAG_SCHEMA = {"type": "string", "pattern": r"^\s*[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}\s*$"}
+TAG_PARAMETER = OpenApiParameter("tag", TAG_SCHEMA, OpenApiParameter.PATH)
+
+
+@extend_schema_field(TAG_SCHEMA)
+class TagNameField(serializers.CharField):
+    """A tag name in a request; services.tag_name_clean checks it (the schema states the rule)."""
+
+
 PAGE_PARAMETERS = [
-    OpenApiParameter("limit", int, description="Page size: default 20, at most 100."),
-    OpenApiParameter("cursor", str, description="`nextCursor` of the previous page."),
+    OpenApiParameter(
+        "limit",
+        {"type": "integer", "minimum": 1},
+        description="Page size: default 20, at most 100 (larger values are capped).",
+    ),
+    OpenApiParameter(
+        "cursor",
+        {"type": "string", "pattern": "^[A-Za-z0-9_-]{0,100}$"},
+        description="`nextCursor` of the previous page (opaque).",
+    ),
 ]
 
 
@@ -460,6 +521,11 @@ def customer_data(member, *, include: set[str] = frozenset()) -> dict:
     return data
 
 
+# What include_parse admits, for the schema: known parts, commas, spaces around them.
+_PART = "(?:wallet|tiers?|tags|campaigns)"
+INCLUDE_PATTERN = rf"^\s*(?:{_PART}\s*)?(?:,\s*(?:{_PART}\s*)?)*$"
+
+
 def include_parse(raw: str | None) -> set[str]:
     if not raw:
         return set()
@@ -547,7 +613,7 @@ class CustomerDetailApi(ProfilesApi):
             CUSTOMER_ID,
             OpenApiParameter(
                 "include",
-                str,
+                {"type": "string", "pattern": INCLUDE_PATTERN},
                 description="Comma-separated heavier parts: wallet, tier, tags, campaigns. "
                 "Ask only for what the page shows.",
             ),
@@ -620,8 +686,9 @@ class CustomerTagsApi(ProfilesApi):
     @extend_schema_serializer(component_name="ProfilesTagsAdd")
     class InputSerializer(StrictSerializer):
         tags = serializers.ListField(
-            child=serializers.CharField(max_length=64),
+            child=TagNameField(max_length=64),
             allow_empty=False,
+            min_length=1,
             max_length=50,
             help_text="Tags to add (case-insensitive; letters, digits and . _ : -).",
         )
@@ -668,7 +735,7 @@ class CustomerTagDeleteApi(ProfilesApi):
         operation_id="customers_tags_remove",
         summary="Remove a tag from the customer (204 also when it was not there)",
         tags=["profiles"],
-        parameters=[CUSTOMER_ID, OpenApiParameter("tag", str, OpenApiParameter.PATH)],
+        parameters=[CUSTOMER_ID, TAG_PARAMETER],
         responses={204: None, **_errors({400: "not a tag", 404: "no such customer"})},
     )
     def delete(self, request, customer_id, tag):
@@ -688,7 +755,7 @@ class TagCustomerListApi(ProfilesApi):
         operation_id="tags_customers_list",
         summary="Customers with a tag, most recently tagged first",
         tags=["profiles"],
-        parameters=[OpenApiParameter("tag", str, OpenApiParameter.PATH), *PAGE_PARAMETERS],
+        parameters=[TAG_PARAMETER, *PAGE_PARAMETERS],
         responses={200: CustomerPageSerializer, **_errors({400: "bad limit or cursor"})},
     )
     def get(self, request, tag):
@@ -789,7 +856,7 @@ class EventCreateApi(ProfilesApi):
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
-                str,
+                IDEMPOTENCY_KEY_SCHEMA,
                 OpenApiParameter.HEADER,
                 required=True,
                 description="Your id of this event, unique per client.",

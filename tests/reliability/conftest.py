@@ -1,0 +1,48 @@
+"""Fixtures of the reliability suite: the world of every contract (tests/reliability/worlds.py),
+a partner's server, and a directory for the logs of the processes a test starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.http_support import RecordingServer
+from tests.reliability.worlds import build_world
+
+
+@pytest.fixture(autouse=True)
+def generous_rate_limit(settings):
+    # Tests send faster than any partner would; the throttle has its own tests (security/).
+    settings.PARTNER_API_RATE = "100000/s"
+
+
+@pytest.fixture
+def insecure_callbacks(settings):
+    settings.LOYALTY_ALLOW_INSECURE_CALLBACKS = True
+
+
+@pytest.fixture
+def receiver():
+    server = RecordingServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def log_dir(tmp_path) -> Path:
+    path = tmp_path / "logs"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def world(db, org, make_program, make_member, receiver, insecure_callbacks, django_user_model):
+    return build_world(
+        org=org,
+        make_program=make_program,
+        make_member=make_member,
+        callback_url=f"{receiver.url}/callback",
+        django_user_model=django_user_model,
+    )
