@@ -49,6 +49,7 @@ soak: install
 # Needs PostgreSQL and Redis running, wrk and pgbench (apt-get install wrk postgresql-client);
 # py-spy (pip install py-spy) adds a profile of where the time goes.
 bench: install
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) -m bench
 
 worker: install
