@@ -19,6 +19,7 @@ from rest_framework.permissions import BasePermission
 
 from integrations.models import ApiClient
 from integrations.webhook_signing import new_webhook_secret
+from loyalty import sql
 from loyalty.models import Organization
 
 
@@ -145,23 +146,51 @@ class ApiClientAuthentication(OAuth2Authentication):
         return ClientPrincipal(api_client=client), token
 
 
+# The token with its application, ApiClient and organisation: only the columns requests use.
+_TOKEN_COLUMNS = sql.Columns(
+    get_access_token_model(), ["id", "application", "expires", "scope", "resource"]
+)
+_APPLICATION_COLUMNS = sql.Columns(get_application_model(), ["id", "client_id", "name"])
+_CLIENT_COLUMNS = sql.Columns(ApiClient)
+_ORGANIZATION_COLUMNS = sql.Columns(Organization)
+_TOKEN_SQL = (
+    f"SELECT {_TOKEN_COLUMNS.select('t')}, {_APPLICATION_COLUMNS.select('a')}, "  # noqa: S608
+    f"{_CLIENT_COLUMNS.select('c')}, {_ORGANIZATION_COLUMNS.select('o')} "
+    f'FROM "{get_access_token_model()._meta.db_table}" t '
+    f'JOIN "{get_application_model()._meta.db_table}" a ON a."id" = t."application_id" '
+    f'JOIN "{ApiClient._meta.db_table}" c ON c."application_id" = a."id" '
+    f'JOIN "{Organization._meta.db_table}" o ON o."id" = c."organization_id" '
+    'WHERE t."token_checksum" = %s'
+)
+
+
 def _valid_bearer_token(request):
-    """The request's bearer token when it is valid as it stands, else None (caller falls back)."""
+    """The request's bearer token when it is valid as it stands, else None (caller falls back).
+
+    One prepared statement: the token by its SHA-256 checksum, with its application, ApiClient
+    and organisation loaded into `token.application.api_client.organization`.
+    """
     header = request.META.get("HTTP_AUTHORIZATION", "").split()
     if len(header) != 2 or header[0].lower() != "bearer":
         return None
     checksum = hashlib.sha256(header[1].encode("utf-8")).hexdigest()
-    token = (
-        get_access_token_model()
-        .objects.select_related("application__api_client__organization")
-        .filter(token_checksum=checksum)
-        .first()
-    )
-    if token is None or not token.is_valid() or token.resource:
+    row = sql.fetch_one(_TOKEN_SQL, [checksum])
+    if row is None:
         return None
-    application = token.application
-    if application is not None and not application.is_usable(request):
+    offset = 0
+    loaded = []
+    for columns in (_TOKEN_COLUMNS, _APPLICATION_COLUMNS, _CLIENT_COLUMNS, _ORGANIZATION_COLUMNS):
+        loaded.append(columns.instance(row, offset))
+        offset += len(columns)
+    token, application, client, organization = loaded
+    if not token.is_valid() or token.resource:
         return None
+    if not application.is_usable(request):
+        return None
+    client.organization = organization
+    client.application = application
+    application.api_client = client
+    token.application = application
     return token
 
 

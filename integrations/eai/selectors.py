@@ -17,22 +17,41 @@ from integrations.eai.models import (
     eai_secret_digest,
     parse_ip_allowlist,
 )
+from loyalty import sql
 from loyalty.models import Member, Organization
+from points.models import PointProgram
 
 # Compared against when the username is unknown, so a miss costs the same as a wrong secret.
 _NO_SECRET_DIGEST = "0" * 64
 
 
+_VENDOR_COLUMNS = sql.Columns(Vendor)
+_PROGRAM_COLUMNS = sql.Columns(PointProgram)
+_ORGANIZATION_COLUMNS = sql.Columns(Organization)
+_VENDOR_SQL = (
+    f"SELECT {_VENDOR_COLUMNS.select('v')}, {_PROGRAM_COLUMNS.select('p')}, "  # noqa: S608
+    f"{_ORGANIZATION_COLUMNS.select('o')} "
+    f'FROM "{Vendor._meta.db_table}" v '
+    f'JOIN "{PointProgram._meta.db_table}" p ON p."id" = v."program_id" '
+    f'JOIN "{Organization._meta.db_table}" o ON o."id" = v."organization_id" '
+    'WHERE v."eai_username" = %s'
+)
+
+
 def vendor_for_credentials(*, username: str, secret: str) -> Vendor | None:
     """The vendor whose EAI username and secret these are (active or not), else None.
 
-    One query: the program and organisation come along, since every EAI call needs them.
+    One prepared statement: the program and organisation come along, since every EAI call
+    needs them.
     """
-    vendor = (
-        Vendor.objects.select_related("program", "organization")
-        .filter(eai_username=username)
-        .first()
-    )
+    row = sql.fetch_one(_VENDOR_SQL, [username])
+    vendor = None
+    if row is not None:
+        vendor = _VENDOR_COLUMNS.instance(row)
+        vendor.program = _PROGRAM_COLUMNS.instance(row, len(_VENDOR_COLUMNS))
+        vendor.organization = _ORGANIZATION_COLUMNS.instance(
+            row, len(_VENDOR_COLUMNS) + len(_PROGRAM_COLUMNS)
+        )
     expected = vendor.eai_secret_sha256 if vendor is not None else _NO_SECRET_DIGEST
     # Constant-time: a byte-by-byte comparison would leak how much of the digest matched.
     matches = hmac.compare_digest(eai_secret_digest(secret), expected or _NO_SECRET_DIGEST)
@@ -74,11 +93,18 @@ def vendor_ip_allowed(*, vendor: Vendor, address: str) -> bool:
     return any(ip in network for network in networks)
 
 
+_MEMBER_COLUMNS = sql.Columns(Member)
+_MEMBER_SQL = (
+    f"SELECT {_MEMBER_COLUMNS.select('m')} "  # noqa: S608
+    f'FROM "{Member._meta.db_table}" m WHERE m."organization_id" = %s AND m."external_id" = %s'
+)
+
+
 def member_for_vendor(*, vendor: Vendor, external_id: str) -> Member | None:
-    """The member of the vendor's organisation with this external id (one indexed query)."""
-    return Member.objects.filter(
-        organization_id=vendor.organization_id, external_id=external_id
-    ).first()
+    """The member of the vendor's organisation with this external id (one prepared statement)."""
+    organization_id = sql.param(Member, "organization", vendor.organization_id)
+    row = sql.fetch_one(_MEMBER_SQL, [organization_id, external_id])
+    return _MEMBER_COLUMNS.instance(row) if row is not None else None
 
 
 def vendors_for_member(*, member: Member) -> QuerySet[Vendor]:

@@ -78,6 +78,13 @@ DATABASES = {
         conn_health_checks=env_bool("DB_CONN_HEALTH_CHECKS", True),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
+    "DB_PREPARED_STATEMENTS", True
+):
+    # The hot paths' hand-written statements (loyalty/sql.py) are prepared on first use on
+    # each connection. Off for a pooler that cannot keep prepared statements (PgBouncer
+    # before 1.21 in transaction mode).
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 0
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     # SQLite serialises writers; a busy timeout turns lock contention into waiting, not errors.
@@ -121,6 +128,12 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": env_str("CACHE_URL", REDIS_URL),
+            # A Redis that stops answering must not hang requests: the rate limiter lets
+            # requests through when its cache is down (integrations/partner/api.py).
+            "OPTIONS": {
+                "socket_connect_timeout": env_int("CACHE_SOCKET_TIMEOUT_SECONDS", 2),
+                "socket_timeout": env_int("CACHE_SOCKET_TIMEOUT_SECONDS", 2),
+            },
         }
     }
 else:

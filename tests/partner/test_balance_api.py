@@ -120,3 +120,24 @@ def test_query_count_of_a_balance_read(
     # token (with its client and organisation); program, member and account in one.
     with django_assert_num_queries(2):
         assert get(client, token, url).status_code == 200
+
+
+def test_the_reply_names_the_members_tier(client, token, org, program, member, make_member):
+    # given a tier ladder: an entry tier for everyone and Gold at 100 lifetime points
+    from loyalty.engagement.models import Tier
+
+    Tier.objects.create(program=program, name="Member", threshold=0)
+    Tier.objects.create(program=program, name="Gold", threshold=100)
+    newcomer = make_member(org)
+
+    # when the member earns past Gold's threshold
+    point_services.earn(program=program, member=member, amount=150)
+
+    # then the balance names the tier reached, and a member who never earned is at the entry tier
+    assert get(client, token, balance_url("/api/v1", org.pk, member.external_id)).json()[
+        "tier"
+    ] == "Gold"
+    assert (
+        get(client, token, balance_url("/api/v1", org.pk, newcomer.external_id)).json()["tier"]
+        == "Member"
+    )

@@ -1,0 +1,127 @@
+"""Hand-written SQL for the hot paths (issue 10), with the ORM's own conversions.
+
+Building a query with the ORM costs about as much Python as everything else a request does
+(2-3 ms a query on a busy 2-core machine, bench/). The few statements that every EAI, partner
+and balance request runs are written here instead, once, as SQL strings built from the models'
+own table and column names at import time. Values are always bound parameters.
+
+On PostgreSQL these statements go through a server-side binding cursor and are prepared on
+their connection (DB_PREPARED_STATEMENTS, on by default): the server plans each once per
+connection, not once per request. Everything else keeps Django's client-side binding.
+Queries run through Django's cursor wrapper, so they are counted in tests and their errors are
+Django's.
+
+Rows come back as model instances through `Columns`, which applies the same database
+converters the ORM would (SQLite stores UUIDs as hex and datetimes as text).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import contextmanager
+from functools import cached_property
+
+from django.db import connection as default_connection
+from django.db.backends.utils import CursorDebugWrapper
+from django.db.models import Model
+
+
+def _prepared_statements(connection) -> bool:
+    options = connection.settings_dict.get("OPTIONS", {})
+    return connection.vendor == "postgresql" and "prepare_threshold" in options
+
+
+@contextmanager
+def cursor(connection=default_connection):
+    """A cursor for hot-path statements: prepared server-side on PostgreSQL."""
+    if not _prepared_statements(connection):
+        with connection.cursor() as plain:
+            yield plain
+        return
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        # The connection's prepare_threshold (settings) prepares these on first use; Django's
+        # own client-side binding cursors are never prepared.
+        raw = ServerBindingCursor(connection.connection)
+    wrapped = (
+        _LoggedCursor(raw, connection) if connection.queries_logged else connection.make_cursor(raw)
+    )
+    with wrapped:
+        yield wrapped
+
+
+class _LoggedCursor(CursorDebugWrapper):
+    """Django's query log for prepared statements: psycopg keeps no text of a server-bound
+    query, so the log shows the statement as written (with %s) beside its parameters."""
+
+    def debug_sql(self, sql=None, params=None, use_last_executed_query=False, many=False):
+        return super().debug_sql(sql, params, use_last_executed_query=False, many=many)
+
+
+def fetch_one(sql: str, params: Sequence = (), connection=default_connection) -> tuple | None:
+    with cursor(connection) as cur:
+        cur.execute(sql, params)
+        return cur.fetchone()
+
+
+def fetch_all(sql: str, params: Sequence = (), connection=default_connection) -> list[tuple]:
+    with cursor(connection) as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def execute(sql: str, params: Sequence = (), connection=default_connection) -> int:
+    """Run a statement; return its row count."""
+    with cursor(connection) as cur:
+        cur.execute(sql, params)
+        return cur.rowcount
+
+
+def param(model: type[Model], field_name: str, value, connection=default_connection):
+    """`value` as the database stores `model.field_name` (a UUID is hex text on SQLite)."""
+    return model._meta.get_field(field_name).get_db_prep_value(value, connection)
+
+
+class Columns:
+    """The columns of some of a model's fields, as a SELECT list and back into an instance."""
+
+    def __init__(self, model: type[Model], field_names: Sequence[str] | None = None):
+        self.model = model
+        meta = model._meta
+        self.fields = (
+            [meta.get_field(name) for name in field_names]
+            if field_names is not None
+            else list(meta.concrete_fields)
+        )
+        self.attnames = [field.attname for field in self.fields]
+
+    def select(self, alias: str) -> str:
+        return ", ".join(f'{alias}."{field.column}"' for field in self.fields)
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    @cached_property
+    def _converters(self) -> list[tuple[int, list, object]]:
+        table = self.model._meta.db_table
+        converters = []
+        for index, field in enumerate(self.fields):
+            col = field.get_col(table)
+            found = default_connection.ops.get_db_converters(col) + col.get_db_converters(
+                default_connection
+            )
+            if found:
+                converters.append((index, found, col))
+        return converters
+
+    def instance(self, row: Sequence, start: int = 0) -> Model:
+        """A model instance (as the ORM would load it) from row[start:start + len(self)]."""
+        values = list(row[start : start + len(self.fields)])
+        for index, converters, col in self._converters:
+            for converter in converters:
+                values[index] = converter(values[index], col, default_connection)
+        return self.model.from_db(default_connection.alias, self.attnames, values)
