@@ -34,3 +34,10 @@ def check_delays_below_visibility_timeout(settings) -> None:
             f"{', '.join(sorted(too_long))} must stay below CELERY_BROKER_VISIBILITY_TIMEOUT "
             f"({visibility} s)"
         )
+    # A delivery still waiting on a slow receiver when its lease ends would be taken again by
+    # the sweeper: the partner would get the callback twice.
+    if settings.OUTBOX_DELIVERY_TIMEOUT_SECONDS >= settings.OUTBOX_LEASE_SECONDS:
+        raise ImproperlyConfigured(
+            "OUTBOX_DELIVERY_TIMEOUT_SECONDS must stay below OUTBOX_LEASE_SECONDS "
+            f"({settings.OUTBOX_LEASE_SECONDS} s)"
+        )

@@ -308,6 +308,15 @@ def test_a_delay_at_or_beyond_the_visibility_timeout_is_refused(settings, name):
         check_delays_below_visibility_timeout(settings)
 
 
+def test_a_delivery_timeout_at_or_beyond_the_outbox_lease_is_refused(settings):
+    # Given a delivery allowed to wait as long as the lease that keeps others off the message
+    settings.OUTBOX_DELIVERY_TIMEOUT_SECONDS = settings.OUTBOX_LEASE_SECONDS
+
+    # Then the configuration is refused, naming both
+    with pytest.raises(ImproperlyConfigured, match="OUTBOX_DELIVERY_TIMEOUT_SECONDS"):
+        check_delays_below_visibility_timeout(settings)
+
+
 def test_a_worker_refuses_to_start_with_a_countdown_beyond_the_visibility_timeout(tmp_path):
     # Given a worker configured with countdowns of two hours on a one-hour visibility timeout
     env = platform_env(
