@@ -240,6 +240,24 @@ def _check_org_id(data: dict, org) -> None:
         raise ReadOnlyField("org_id is the caller's organisation", field="org_id")
 
 
+def _admin_input(serializer_class, request, org) -> dict:
+    """The validated body of a write; an org_id in it must be the caller's (then dropped)."""
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    data = dict(serializer.validated_data)
+    _check_org_id(data, org)
+    data.pop("org_id", None)
+    return data
+
+
+def _org_object_or_404(queryset, org, pk, label: str):
+    """The organisation's object with this id, or 404 naming what was not found."""
+    found = queryset.filter(org=org, pk=_uuid_or_404(pk, label)).first()
+    if found is None:
+        raise NotFound(f"{label} not found")
+    return found
+
+
 def _reward_type_or_404(org, name, field: str) -> RewardType:
     reward_type = selectors.reward_type_by_name(org=org, name=name)
     if reward_type is None:
@@ -552,23 +570,14 @@ class AdminRewardTypeListApi(AdminApi):
         responses={200: RewardTypeOutput, **_errors(400, 401, 403, 409)},
     )
     def post(self, request):
-        serializer = RewardTypeInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        _check_org_id(data, self.org)
-        data.pop("org_id", None)
+        data = _admin_input(RewardTypeInput, request, self.org)
         reward_type = services.reward_type_create(org=self.org, **data)
         return Response(RewardTypeOutput(reward_type).data)
 
 
 class AdminRewardTypeDetailApi(AdminApi):
     def _get(self, pk) -> RewardType:
-        reward_type = RewardType.objects.filter(
-            org=self.org, pk=_uuid_or_404(pk, "reward type")
-        ).first()
-        if reward_type is None:
-            raise NotFound("reward type not found")
-        return reward_type
+        return _org_object_or_404(RewardType.objects.all(), self.org, pk, "reward type")
 
     @extend_schema(
         tags=["rewards admin"],
@@ -586,11 +595,7 @@ class AdminRewardTypeDetailApi(AdminApi):
     )
     def put(self, request, id):
         reward_type = self._get(id)
-        serializer = RewardTypeUpdateInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        _check_org_id(data, self.org)
-        data.pop("org_id", None)
+        data = _admin_input(RewardTypeUpdateInput, request, self.org)
         reward_type = services.reward_type_update(reward_type=reward_type, **data)
         return Response(RewardTypeOutput(reward_type).data)
 
@@ -674,11 +679,7 @@ class AdminInventoryListApi(AdminApi):
         responses={200: InventoryOutput, **_errors(400, 401, 403, 404)},
     )
     def post(self, request):
-        serializer = InventoryInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        _check_org_id(data, self.org)
-        data.pop("org_id", None)
+        data = _admin_input(InventoryInput, request, self.org)
         _refuse_counter_changes(data, granted=0, claimed=0)
         reward_type = _reward_type_or_404(self.org, data.pop("reward_type"), "reward_type")
         inventory = services.inventory_create(reward_type=reward_type, **data)
@@ -687,14 +688,8 @@ class AdminInventoryListApi(AdminApi):
 
 class AdminInventoryDetailApi(AdminApi):
     def _get(self, pk) -> Inventory:
-        inventory = (
-            Inventory.objects.select_related("reward_type")
-            .filter(org=self.org, pk=_uuid_or_404(pk, "inventory"))
-            .first()
-        )
-        if inventory is None:
-            raise NotFound("inventory not found")
-        return inventory
+        inventories = Inventory.objects.select_related("reward_type")
+        return _org_object_or_404(inventories, self.org, pk, "inventory")
 
     @extend_schema(
         tags=["rewards admin"],
@@ -712,11 +707,7 @@ class AdminInventoryDetailApi(AdminApi):
     )
     def put(self, request, id):
         inventory = self._get(id)
-        serializer = InventoryUpdateInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        _check_org_id(data, self.org)
-        data.pop("org_id", None)
+        data = _admin_input(InventoryUpdateInput, request, self.org)
         _refuse_counter_changes(
             data, granted=inventory.amount_granted, claimed=inventory.amount_claimed
         )
@@ -787,11 +778,7 @@ class AdminOperationListApi(AdminApi):
         responses={200: OperationOutput, **_errors(400, 401, 403, 404, 409)},
     )
     def post(self, request):
-        serializer = OperationInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        _check_org_id(data, self.org)
-        data.pop("org_id", None)
+        data = _admin_input(OperationInput, request, self.org)
         data["reward_type"] = _reward_type_or_404(self.org, data["reward_type"], "reward_type")
         operation = services.operation_create(**data)
         return Response(OperationOutput(operation).data)
@@ -799,14 +786,8 @@ class AdminOperationListApi(AdminApi):
 
 class AdminOperationDetailApi(AdminApi):
     def _get(self, pk) -> Operation:
-        operation = (
-            Operation.objects.select_related("reward_type")
-            .filter(org=self.org, pk=_uuid_or_404(pk, "operation"))
-            .first()
-        )
-        if operation is None:
-            raise NotFound("operation not found")
-        return operation
+        operations = Operation.objects.select_related("reward_type")
+        return _org_object_or_404(operations, self.org, pk, "operation")
 
     @extend_schema(
         tags=["rewards admin"],
@@ -824,11 +805,7 @@ class AdminOperationDetailApi(AdminApi):
     )
     def put(self, request, id):
         operation = self._get(id)
-        serializer = OperationUpdateInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        _check_org_id(data, self.org)
-        data.pop("org_id", None)
+        data = _admin_input(OperationUpdateInput, request, self.org)
         if "reward_type" in data:
             data["reward_type"] = _reward_type_or_404(self.org, data["reward_type"], "reward_type")
         operation = services.operation_update(operation=operation, **data)
@@ -900,10 +877,7 @@ class AdminClaimListApi(AdminApi):
         responses={200: ClaimOutput, **_errors(400, 401, 403, 404, 409)},
     )
     def post(self, request):
-        serializer = AdminClaimInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        _check_org_id(data, self.org)
+        data = _admin_input(AdminClaimInput, request, self.org)
         member = Member.objects.filter(organization=self.org, external_id=data["user_id"]).first()
         if member is None:
             raise NotFound("user not found", field="user_id")
@@ -931,10 +905,7 @@ def _same_items(claim: Claim, items_data: list[dict]) -> bool:
 
 class AdminClaimDetailApi(AdminApi):
     def _get(self, pk) -> Claim:
-        claim = _claim_queryset().filter(org=self.org, pk=_uuid_or_404(pk, "claim")).first()
-        if claim is None:
-            raise NotFound("claim not found")
-        return claim
+        return _org_object_or_404(_claim_queryset(), self.org, pk, "claim")
 
     @extend_schema(
         tags=["rewards admin"],
@@ -952,10 +923,7 @@ class AdminClaimDetailApi(AdminApi):
     )
     def put(self, request, id):
         claim = self._get(id)
-        serializer = AdminClaimUpdateInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        _check_org_id(data, self.org)
+        data = _admin_input(AdminClaimUpdateInput, request, self.org)
         if "user_id" in data and data["user_id"] != claim.member.external_id:
             raise ReadOnlyField("a claim's user_id cannot change", field="user_id")
         if "items" in data and not _same_items(claim, data["items"]):
@@ -1019,10 +987,7 @@ class InternalRewardApi(RokwireApi):
     )
     def post(self, request):
         service = request.auth
-        serializer = InternalRewardInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        _check_org_id(data, service.org)
+        data = _admin_input(InternalRewardInput, request, service.org)
         result = services.reward_grant_for_operation(
             service=service,
             user_id=data["user_id"],

@@ -896,14 +896,22 @@ class EventCreateApi(ProfilesApi):
 # --- campaigns -----------------------------------------------------------------------------------
 
 
-@extend_schema_serializer(component_name="ProfilesCampaignList")
-class CampaignListSerializer(serializers.Serializer):
-    results = CampaignSerializer(many=True)
+def results_list_serializer(item_serializer, component_name: str) -> type[serializers.Serializer]:
+    """The OpenAPI shape of an unpaged list reply, `{"results": [item, ...]}`."""
+    fields = {"results": item_serializer(many=True)}
+    return extend_schema_serializer(component_name=component_name)(
+        type(component_name, (serializers.Serializer,), fields)
+    )
 
 
-@extend_schema_serializer(component_name="ProfilesCustomerCampaignList")
-class CustomerCampaignListSerializer(serializers.Serializer):
-    results = CustomerCampaignSerializer(many=True)
+def results_reply(item_serializer, items) -> Response:
+    return Response({"results": item_serializer(items, many=True).data})
+
+
+CampaignListSerializer = results_list_serializer(CampaignSerializer, "ProfilesCampaignList")
+CustomerCampaignListSerializer = results_list_serializer(
+    CustomerCampaignSerializer, "ProfilesCustomerCampaignList"
+)
 
 
 class CampaignListApi(ProfilesApi):
@@ -915,9 +923,7 @@ class CampaignListApi(ProfilesApi):
     )
     def get(self, request):
         campaigns = selectors.campaigns_live(organization_id=self.organization_id)
-        return Response(
-            {"results": CampaignSerializer([campaign_data(c) for c in campaigns], many=True).data}
-        )
+        return results_reply(CampaignSerializer, [campaign_data(c) for c in campaigns])
 
 
 class CustomerCampaignListApi(ProfilesApi):
@@ -931,12 +937,8 @@ class CustomerCampaignListApi(ProfilesApi):
     def get(self, request, customer_id):
         member = self.customer(customer_id)
         items = selectors.member_campaigns_get(member=member)
-        return Response(
-            {
-                "results": CustomerCampaignSerializer(
-                    [customer_campaign_data(item) for item in items], many=True
-                ).data
-            }
+        return results_reply(
+            CustomerCampaignSerializer, [customer_campaign_data(item) for item in items]
         )
 
 
@@ -986,14 +988,8 @@ class StoreSerializer(serializers.Serializer):
     programKey = serializers.CharField(source="program.key")
 
 
-@extend_schema_serializer(component_name="ProfilesStoreList")
-class StoreListSerializer(serializers.Serializer):
-    results = StoreSerializer(many=True)
-
-
-@extend_schema_serializer(component_name="ProfilesOfferList")
-class OfferListSerializer(serializers.Serializer):
-    results = OfferSerializer(many=True)
+StoreListSerializer = results_list_serializer(StoreSerializer, "ProfilesStoreList")
+OfferListSerializer = results_list_serializer(OfferSerializer, "ProfilesOfferList")
 
 
 class StoreListApi(ProfilesApi):
@@ -1005,7 +1001,7 @@ class StoreListApi(ProfilesApi):
     )
     def get(self, request):
         stores = selectors.stores_list(organization_id=self.organization_id)
-        return Response({"results": StoreSerializer(stores, many=True).data})
+        return results_reply(StoreSerializer, stores)
 
 
 class StoreOfferListApi(ProfilesApi):
@@ -1028,7 +1024,7 @@ class StoreOfferListApi(ProfilesApi):
         customer_id = request.query_params.get("customerId")
         member = self.customer(customer_id) if customer_id else None
         offers = selectors.store_offers_get(store=store, member=member)
-        return Response({"results": OfferSerializer(offers, many=True).data})
+        return results_reply(OfferSerializer, offers)
 
 
 @extend_schema_serializer(component_name="ProfilesClaimItem")
