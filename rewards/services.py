@@ -579,12 +579,15 @@ def reward_grant(
     operation: Operation | None = None,
     service: RewardsService | None = None,
     idempotency_key: str | None = None,
+    actor: str = "",
+    activity_data: dict | None = None,
 ) -> GrantResult:
     """Grant `amount` of a reward type to a member, drawn from one inventory (oldest first).
 
     With a service and an idempotency_key, a repeat for the same member and operation returns
     the first grant (replayed=True); another member or operation raises IdempotencyConflict.
     Raises RewardTypeInactive, InventoryDepleted (nothing changes), InvalidInput.
+    The grant goes into the member's activity log (with `activity_data` beside its figures).
     """
     amount = _check_amount(amount, "amount")
     if member.organization_id != reward_type.org_id:
@@ -628,7 +631,26 @@ def reward_grant(
         except IntegrityError:
             # The same key was just used for another member (whose balance row we do not lock).
             raise IdempotencyConflict(field="Idempotency-Key") from None
+        _activity_record(
+            member=member,
+            kind="reward_granted",
+            summary=f"Granted {amount} x {reward_type.display_name}",
+            data={
+                "grantId": str(grant.pk),
+                "rewardType": reward_type.reward_type,
+                "amount": amount,
+                **(activity_data or {}),
+            },
+            actor=actor or (f"service:{service.name}" if service is not None else ""),
+        )
         return GrantResult(grant=grant)
+
+
+def _activity_record(**entry) -> None:
+    # The member's activity log belongs to loyalty.engagement, which builds on this app.
+    from loyalty.engagement.services import activity_record
+
+    activity_record(**entry)
 
 
 def reward_grant_for_operation(
@@ -903,6 +925,20 @@ def claim_create(
             if claim_item.reward_type.fulfilment == Fulfilment.CODE_POOL:
                 _take_digital_codes(item=claim_item, now=now)
         _enqueue_fulfilment_webhooks(claim=claim, items=created_items)
+        _activity_record(
+            member=member,
+            kind="reward_claimed",
+            summary="Redeemed "
+            + ", ".join(f"{i.amount} x {i.reward_type.display_name}" for i in created_items),
+            data={
+                "claimId": str(claim.pk),
+                "items": [
+                    {"rewardType": i.reward_type.reward_type, "amount": i.amount}
+                    for i in created_items
+                ],
+            },
+            actor=actor,
+        )
         if fulfilments == {Fulfilment.CODE_POOL}:
             claim = claim_set_status(
                 claim=claim,

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from integrations.clients import api_client_create
+from loyalty.engagement.models import ActivityEntry
 from loyalty.models import Member
 from rewards import services
 from rewards.selectors import rewards_verify
@@ -157,3 +158,13 @@ def test_the_seed_lifecycle_over_http(live_server, org, member_token):
     assert fulfilled.json()["status"] == "fulfilled"
     assert me.get(f"{base}/user/claims?status=fulfilled", timeout=10).json()[0]["id"] == body["id"]
     assert rewards_verify(org=org).ok
+
+    # And the member's activity log shows both grants and the claim, newest first
+    log = ActivityEntry.objects.filter(member=member).order_by("-id")
+    assert [(entry.kind, entry.data.get("amount")) for entry in log] == [
+        ("reward_claimed", None),
+        ("reward_granted", 2),
+        ("reward_granted", 2),
+    ]
+    assert log[0].data["items"] == [{"rewardType": "tshirt", "amount": 3}]
+    assert log[1].actor == "service:Groups"

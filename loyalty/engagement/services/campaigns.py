@@ -278,20 +278,10 @@ def _reward_give(
                     code=campaign.key[:100],
                     building_block=CAMPAIGN_BUILDING_BLOCK,
                     description=description,
+                    actor=actor,
+                    activity_data={"campaignKey": campaign.key},
                 ).grant
                 completion.reward_grant = grant
-                activity_record(
-                    member=member,
-                    kind=ActivityKind.REWARD_GRANTED,
-                    summary=f"Granted {grant.amount} x {campaign.reward_type.display_name}",
-                    data={
-                        "grantId": str(grant.pk),
-                        "rewardType": campaign.reward_type.reward_type,
-                        "amount": grant.amount,
-                        "campaignKey": campaign.key,
-                    },
-                    actor=actor,
-                )
             completion.rewarded_at = now
             completion.reward_error = ""
             completion.save(

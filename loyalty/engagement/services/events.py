@@ -331,19 +331,9 @@ def _apply_operation(*, event: Event, member: Member, binding: EventOperation, a
                 building_block=operation.building_block,
                 description=f"Event {event.name}",
                 operation=operation,
-            ).grant
-            activity_record(
-                member=member,
-                kind=ActivityKind.REWARD_GRANTED,
-                summary=f"Granted {grant.amount} x {operation.reward_type.display_name}",
-                data={
-                    "grantId": str(grant.pk),
-                    "rewardType": operation.reward_type.reward_type,
-                    "amount": grant.amount,
-                    "eventId": str(event.pk),
-                },
                 actor=actor,
-            )
+                activity_data={"eventId": str(event.pk)},
+            ).grant
         item.update(amount=grant.amount, status="granted", grantId=str(grant.pk))
     except RewardsError as exc:
         item["reason"] = exc.code

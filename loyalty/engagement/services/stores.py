@@ -87,8 +87,6 @@ def offer_purchase(
                 },
                 actor=actor,
             )
-            if purchase.claim_id is not None:
-                _record_claim(member=member, claim=purchase.claim, actor=actor)
     return result
 
 
@@ -114,37 +112,16 @@ def reward_redeem(
     ).first()
     if reward_type is None:
         raise NotFound("rewardType: no such reward type", field="rewardType")
-    with transaction.atomic():
-        result = claim_create(
-            member=member,
-            items=[ClaimItemRequest(reward_type=reward_type, amount=quantity)],
-            actor=actor,
-            description="Redeemed through the profiles API",
-            idempotency_key=idempotency_key,
-        )
-        if not result.replayed:
-            _record_claim(member=member, claim=result.claim, actor=actor)
-    return result
+    # claim_create records the claim in the member's activity log.
+    return claim_create(
+        member=member,
+        items=[ClaimItemRequest(reward_type=reward_type, amount=quantity)],
+        actor=actor,
+        description="Redeemed through the profiles API",
+        idempotency_key=idempotency_key,
+    )
 
 
 def _check_active(member: Member) -> None:
     if member.status != Member.Status.ACTIVE:
         raise CustomerBlocked(field="customerId")
-
-
-def _record_claim(*, member: Member, claim, actor: str) -> None:
-    items = list(claim.items.select_related("reward_type"))
-    activity_record(
-        member=member,
-        kind=ActivityKind.REWARD_CLAIMED,
-        summary="Redeemed "
-        + ", ".join(f"{item.amount} x {item.reward_type.display_name}" for item in items),
-        data={
-            "claimId": str(claim.pk),
-            "items": [
-                {"rewardType": item.reward_type.reward_type, "amount": item.amount}
-                for item in items
-            ],
-        },
-        actor=actor,
-    )
