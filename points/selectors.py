@@ -9,6 +9,7 @@ from django.db.models import F, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from loyalty import sql
 from loyalty.models import Member
 from points.models import (
     AccountKind,
@@ -34,21 +35,34 @@ class Balance:
 EMPTY_BALANCE = Balance(balance=0, available=0, held=0, pending=0, lifetime_earned=0)
 
 
+def _balance_sql() -> str:
+    columns = {
+        name: f'"{PointAccount._meta.get_field(name).column}"'
+        for name in ("balance", "held", "pending", "lifetime_earned", "program", "member")
+    }
+    return (
+        f"SELECT {columns['balance']}, {columns['held']}, {columns['pending']}, "  # noqa: S608
+        f'{columns["lifetime_earned"]} FROM "{PointAccount._meta.db_table}" '
+        f"WHERE {columns['program']} = %s AND {columns['member']} = %s"
+    )
+
+
+# Prepared once (loyalty/sql.py): EAI member tokens and the portal read it on every request.
+_BALANCE_SQL = _balance_sql()
+
+
 def balance_get(*, program: PointProgram, member: Member) -> Balance:
     """The member's balance in the program (zeros when the member has no account yet)."""
-    row = (
-        PointAccount.objects.filter(program=program, member=member)
-        .values("balance", "held", "pending", "lifetime_earned")
-        .first()
-    )
+    row = sql.fetch_one(_BALANCE_SQL, [program.pk, sql.param(PointAccount, "member", member.pk)])
     if row is None:
         return EMPTY_BALANCE
+    balance, held, pending, lifetime_earned = row
     return Balance(
-        balance=row["balance"],
-        available=row["balance"] - row["held"],
-        held=row["held"],
-        pending=row["pending"],
-        lifetime_earned=row["lifetime_earned"],
+        balance=balance,
+        available=balance - held,
+        held=held,
+        pending=pending,
+        lifetime_earned=lifetime_earned,
     )
 
 

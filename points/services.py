@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import cache
+from types import SimpleNamespace
 
-from django.db import IntegrityError, connections, router, transaction
-from django.db.models import Exists, F, OuterRef, Q, Subquery
+from django.db import IntegrityError, connection, connections, router, transaction
+from django.db.models import F, Model, Q
 from django.utils import timezone
 
+from loyalty import sql
+from loyalty.engagement.models import Tier, TierBasis
 from loyalty.models import Member
 from points.exceptions import (
     HoldAlreadyResolved,
@@ -47,6 +51,163 @@ from points.models import (
 # No single operation may move more than this: it keeps sums far inside 64 bits and catches
 # unit mistakes (cents for points) before they reach the ledger.
 MAX_POINTS_PER_OPERATION = 1_000_000_000
+
+
+# --- the hot paths' statements ------------------------------------------------------------------
+#
+# Written once, here, from the models' own tables and columns (loyalty/sql.py): building them
+# with the ORM costs more Python than the rest of an EAI or partner request. Values are bound
+# parameters. The kinds and statuses a statement is about are literals of it, so that
+# PostgreSQL's plan of the prepared statement can use the partial indexes that name them
+# (account_one_system_account_per_kind: with the kind as a parameter, finding a system account
+# scans the program's member accounts).
+
+
+def _names(model: type[Model]) -> SimpleNamespace:
+    """The model's quoted table (`.table`) and its fields' quoted columns, by field name."""
+    columns = {field.name: f'"{field.column}"' for field in model._meta.concrete_fields}
+    return SimpleNamespace(table=f'"{model._meta.db_table}"', **columns)
+
+
+def _literal(choice: str) -> str:
+    """A model choice as an SQL literal (choices are lowercase words: nothing to escape)."""
+    if not (choice.replace("_", "").isalpha() and choice.islower()):
+        raise ValueError(f"not a plain choice: {choice!r}")
+    return f"'{choice}'"
+
+
+_A = _names(PointAccount)
+_L = _names(PointLot)
+_T = _names(Transfer)
+_H = _names(Hold)
+_TIER = _names(Tier)
+_ACCOUNT_COLUMNS = sql.Columns(PointAccount)
+_TRANSFER_COLUMNS = sql.Columns(Transfer)
+_HOLD_COLUMNS = sql.Columns(Hold)
+
+# SQLite has no row locks: its write transactions take the database's lock at BEGIN.
+_LOCK_ACCOUNT_ROW = " FOR UPDATE OF a" if connection.features.has_select_for_update else ""
+
+
+def _account_lock_sql(*, where: str, counter_kind: str | None, with_hold: bool = False) -> str:
+    """Lock account `a` (FOR UPDATE OF a) and read it, then the id of its program's system
+    account of `counter_kind` and whether the program has lifetime tiers; with `with_hold`, the
+    hold `h` (joined to its account) comes first."""
+    counter = "NULL"
+    if counter_kind is not None:
+        counter = (
+            f"(SELECT s.{_A.id} FROM {_A.table} s WHERE s.{_A.program} = a.{_A.program} "  # noqa: S608
+            f"AND s.{_A.kind} = {_literal(counter_kind)})"
+        )
+    tiers = (
+        f"EXISTS (SELECT 1 FROM {_TIER.table} t WHERE t.{_TIER.program} = a.{_A.program} "  # noqa: S608
+        f"AND t.{_TIER.basis} = {_literal(TierBasis.LIFETIME)})"
+    )
+    columns, source = _ACCOUNT_COLUMNS.select("a"), f"{_A.table} a"
+    if with_hold:
+        columns = f"{_HOLD_COLUMNS.select('h')}, {columns}"
+        source = f"{_H.table} h JOIN {source} ON a.{_A.id} = h.{_H.account}"
+    return f"SELECT {columns}, {counter}, {tiers} FROM {source} WHERE {where}{_LOCK_ACCOUNT_ROW}"  # noqa: S608
+
+
+_COUNTER_KINDS = (None, AccountKind.ISSUED, AccountKind.REDEEMED, AccountKind.EXPIRED)
+_LOCK_ACCOUNT_SQL = {
+    kind: _account_lock_sql(where=f"a.{_A.id} = %s", counter_kind=kind) for kind in _COUNTER_KINDS
+}
+_LOCK_MEMBER_ACCOUNT_SQL = {
+    kind: _account_lock_sql(where=f"a.{_A.program} = %s AND a.{_A.member} = %s", counter_kind=kind)
+    for kind in _COUNTER_KINDS
+}
+_LOCK_HOLD_ACCOUNT_SQL = {
+    kind: _account_lock_sql(
+        where=f"h.{_H.owner} = %s AND h.{_H.transaction_id} = %s",
+        counter_kind=kind,
+        with_hold=True,
+    )
+    for kind in _COUNTER_KINDS
+}
+_SYSTEM_ACCOUNT_ID_SQL = {
+    kind: f"SELECT {_A.id} FROM {_A.table} WHERE {_A.program} = %s AND {_A.kind} = {_literal(kind)}"  # noqa: S608
+    for kind in _COUNTER_KINDS
+    if kind is not None
+}
+_ACCOUNT_SAVE_SQL = {
+    fields: f"UPDATE {_A.table} SET "  # noqa: S608
+    + ", ".join(f"{getattr(_A, name)} = %s" for name in (*fields, "updated_at"))
+    + f" WHERE {_A.id} = %s"
+    for fields in (("balance",), ("balance", "held"), ("balance", "lifetime_earned"), ("pending",))
+}
+_ACCOUNT_HELD_RELEASE_SQL = (
+    f"UPDATE {_A.table} SET {_A.held} = {_A.held} - %s, {_A.updated_at} = %s WHERE {_A.id} = %s"  # noqa: S608
+)
+_EARMARK_SQL = (
+    f"UPDATE {_A.table} SET {_A.held} = {_A.held} + %s "  # noqa: S608
+    f"WHERE {_A.program} = %s AND {_A.member} = %s AND {_A.balance} - {_A.held} >= %s "
+    f"RETURNING {_A.id}"
+)
+_EARN_KEY_USED_SQL = (
+    f"SELECT EXISTS (SELECT 1 FROM {_L.table} WHERE {_L.account} = %s "  # noqa: S608
+    f"AND {_L.idempotency_key} = %s), "
+    f"EXISTS (SELECT 1 FROM {_T.table} WHERE {_T.program} = %s AND {_T.idempotency_key} = %s)"
+)
+_TRANSFER_BY_KEY_SQL = (
+    f"SELECT {_TRANSFER_COLUMNS.select('t')} FROM {_T.table} t "  # noqa: S608
+    f"WHERE t.{_T.program} = %s AND t.{_T.idempotency_key} = %s"
+)
+_ACTIVE_LOTS_SQL = (
+    f"SELECT {_L.id}, {_L.remaining} FROM {_L.table} "  # noqa: S608
+    f"WHERE {_L.account} = %s AND {_L.status} = {_literal(LotStatus.ACTIVE)} "
+    f"AND {_L.remaining} > 0 "
+    f"ORDER BY {_L.valid_to} ASC NULLS LAST, {_L.id} LIMIT %s"
+)
+_LOT_REMAINING_SQL = f"UPDATE {_L.table} SET {_L.remaining} = %s WHERE {_L.id} = %s"  # noqa: S608
+_HOLD_RESOLVE_SQL = (
+    f"UPDATE {_H.table} SET {_H.status} = %s, {_H.resolved_at} = %s, {_H.resolved_by} = %s "  # noqa: S608
+    f"WHERE {_H.id} = %s"
+)
+_HOLD_TAKE_SQL = f"{_HOLD_RESOLVE_SQL} AND {_H.status} = {_literal(HoldStatus.HELD)}"
+
+
+@cache
+def _lots_close_sql(count: int) -> str:
+    """Close `count` used-up lots, by id (built once per count)."""
+    return (
+        f"UPDATE {_L.table} SET {_L.remaining} = 0, {_L.status} = {_literal(LotStatus.CLOSED)} "  # noqa: S608
+        f"WHERE {_L.id} IN ({', '.join(['%s'] * count)})"
+    )
+
+
+@cache
+def _insert_statement(model: type[Model], skip_conflicts: bool) -> tuple[str, list]:
+    """INSERT of all the model's columns but database-generated ones, returning the primary
+    key; with `skip_conflicts`, no row (and no error) when a unique constraint objects. Built
+    once per model (RETURNING after INSERT needs SQLite 3.35 or later)."""
+    meta = model._meta
+    fields = [field for field in meta.concrete_fields if not field.db_returning]
+    columns = ", ".join(f'"{field.column}"' for field in fields)
+    conflicts = " ON CONFLICT DO NOTHING" if skip_conflicts else ""
+    statement = (
+        f'INSERT INTO "{meta.db_table}" ({columns}) '  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(fields))}){conflicts} "
+        f'RETURNING "{meta.pk.column}"'
+    )
+    return statement, fields
+
+
+def _insert(obj: Model, *, skip_conflicts: bool = False) -> bool:
+    """INSERT the unsaved instance with the values save() would write (auto_now_add times,
+    defaults); True when the row went in, and then its primary key and state are set as save()
+    sets them."""
+    statement, fields = _insert_statement(type(obj), skip_conflicts)
+    values = [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
+    row = sql.fetch_one(statement, values)
+    if row is None:
+        return False
+    if obj._meta.pk.db_returning:
+        obj.pk = row[0]
+    obj._state.adding = False
+    obj._state.db = connection.alias
+    return True
 
 
 # --- accounts ------------------------------------------------------------------------------
@@ -80,15 +241,11 @@ def _get_or_create_account(*, program, kind, member) -> PointAccount:
 
 
 def _system_account_id(program_id: int, kind: str) -> int:
-    account_id = (
-        PointAccount.objects.filter(program_id=program_id, kind=kind)
-        .values_list("id", flat=True)
-        .first()
-    )
-    if account_id is None:
-        program = PointProgram.objects.get(pk=program_id)
-        account_id = _get_or_create_account(program=program, kind=kind, member=None).pk
-    return account_id
+    row = sql.fetch_one(_SYSTEM_ACCOUNT_ID_SQL[kind], [program_id])
+    if row is not None:
+        return row[0]
+    program = PointProgram.objects.get(pk=program_id)
+    return _get_or_create_account(program=program, kind=kind, member=None).pk
 
 
 def _lock_account(account_id: int, counter_kind: str | None = None) -> PointAccount:
@@ -97,21 +254,24 @@ def _lock_account(account_id: int, counter_kind: str | None = None) -> PointAcco
     With `counter_kind`, the same query also reads the id of the program's system account of
     that kind into `account.counter_id` (None when it does not exist yet), so posting the
     transfer needs no look-up of its own. System accounts are never changed or deleted once
-    created, so the id read here stays right for the whole transaction.
+    created, so the id read here stays right for the whole transaction. It also reads whether
+    the program has lifetime tiers (`account.program_has_lifetime_tiers`): without, a credit
+    has no tier to recompute.
     """
-    accounts = PointAccount.objects.select_for_update()
-    if counter_kind is not None:
-        accounts = accounts.annotate(counter_id=_system_account_subquery(counter_kind))
-    account = accounts.get(pk=account_id)
+    row = sql.fetch_one(_LOCK_ACCOUNT_SQL[counter_kind], [account_id])
+    if row is None:
+        raise PointAccount.DoesNotExist(f"no point account {account_id}")
+    return _locked_account(row, 0, counter_kind)
+
+
+def _locked_account(row: tuple, start: int, counter_kind: str | None) -> PointAccount:
+    """The account read by one of the _LOCK_*_SQL statements, from row[start:]."""
+    account = _ACCOUNT_COLUMNS.instance(row, start)
+    end = start + len(_ACCOUNT_COLUMNS)
     account.counter_kind = counter_kind
+    account.counter_id = row[end]
+    account.program_has_lifetime_tiers = bool(row[end + 1])
     return account
-
-
-def _system_account_subquery(kind: str) -> Subquery:
-    """The id of the outer account's program's system account of `kind`."""
-    return Subquery(
-        PointAccount.objects.filter(program_id=OuterRef("program_id"), kind=kind).values("pk")[:1]
-    )
 
 
 def _lock_member_account(
@@ -121,15 +281,14 @@ def _lock_member_account(
     when missing. One query when the account exists."""
     if member.organization_id != program.organization_id:
         raise ValueError("member and program belong to different organisations")
-    accounts = PointAccount.objects.select_for_update()
-    if counter_kind is not None:
-        accounts = accounts.annotate(counter_id=_system_account_subquery(counter_kind))
-    account = accounts.filter(program=program, member=member).first()
-    if account is None:
+    row = sql.fetch_one(
+        _LOCK_MEMBER_ACCOUNT_SQL[counter_kind],
+        [program.pk, sql.param(PointAccount, "member", member.pk)],
+    )
+    if row is None:
         account = account_get_or_create(program=program, member=member)
         return _lock_account(account.pk, counter_kind)
-    account.counter_kind = counter_kind
-    return account
+    return _locked_account(row, 0, counter_kind)
 
 
 def _check_amount(amount: object) -> int:
@@ -170,7 +329,7 @@ def _post_transfer(
     if counter_id is None:
         counter_id = _system_account_id(account.program_id, counter_kind)
     debit_id, credit_id = (counter_id, account.pk) if credit_member else (account.pk, counter_id)
-    return Transfer.objects.create(
+    transfer = Transfer(
         program_id=account.program_id,
         debit_account_id=debit_id,
         credit_account_id=credit_id,
@@ -185,6 +344,8 @@ def _post_transfer(
         hold=hold,
         idempotency_key=idempotency_key,
     )
+    _insert(transfer)
+    return transfer
 
 
 def _consume_lots(*, account: PointAccount, amount: int) -> None:
@@ -196,11 +357,7 @@ def _consume_lots(*, account: PointAccount, amount: int) -> None:
     """
     left = amount
     while left:
-        lots = list(
-            PointLot.objects.filter(account=account, status=LotStatus.ACTIVE, remaining__gt=0)
-            .order_by(F("valid_to").asc(nulls_last=True), "id")
-            .values_list("id", "remaining")[: min(left, 500)]
-        )
+        lots = sql.fetch_all(_ACTIVE_LOTS_SQL, [account.pk, min(left, 500)])
         if not lots:
             # balance == sum(remaining of active lots) is an invariant; reaching here means the
             # ledger is corrupt, and the transaction must not go on.
@@ -214,11 +371,11 @@ def _consume_lots(*, account: PointAccount, amount: int) -> None:
             if take == remaining:
                 used_up.append(lot_id)
             else:
-                PointLot.objects.filter(pk=lot_id).update(remaining=remaining - take)
+                sql.execute(_LOT_REMAINING_SQL, [remaining - take, lot_id])
             if left == 0:
                 break
         if used_up:
-            PointLot.objects.filter(pk__in=used_up).update(remaining=0, status=LotStatus.CLOSED)
+            sql.execute(_lots_close_sql(len(used_up)), used_up)
 
 
 def _credit(
@@ -251,12 +408,12 @@ def _credit(
     )
     if pending:
         account.pending += amount
-        account.save(update_fields=["pending", "updated_at"])
-        lot.save()
+        _account_save(account, "pending")
+        _insert(lot)
         return lot
     account.balance += amount
     account.lifetime_earned += amount
-    account.save(update_fields=["balance", "lifetime_earned", "updated_at"])
+    _account_save(account, "balance", "lifetime_earned")
     # Lifetime tiers move in the transaction that changes lifetime_earned (imported here:
     # loyalty.engagement builds on this module).
     from loyalty.engagement.services import tier_recompute_for_account
@@ -274,7 +431,7 @@ def _credit(
         actor=actor,
         idempotency_key=idempotency_key,
     )
-    lot.save()
+    _insert(lot)
     return lot
 
 
@@ -293,11 +450,11 @@ def _debit(
 ) -> Transfer:
     _consume_lots(account=account, amount=amount)
     account.balance -= amount
-    update_fields = ["balance", "updated_at"]
-    if hold is not None:
+    if hold is None:
+        _account_save(account, "balance")
+    else:
         account.held -= amount
-        update_fields.append("held")
-    account.save(update_fields=update_fields)
+        _account_save(account, "balance", "held")
     return _post_transfer(
         account=account,
         counter_kind=counter_kind,
@@ -313,14 +470,28 @@ def _debit(
     )
 
 
+def _account_save(account: PointAccount, *fields: str) -> None:
+    """account.save(update_fields=[*fields, "updated_at"]) as one prepared statement."""
+    account.updated_at = timezone.now()
+    sql.execute(
+        _ACCOUNT_SAVE_SQL[fields],
+        [
+            *(getattr(account, name) for name in fields),
+            sql.param(PointAccount, "updated_at", account.updated_at),
+            account.pk,
+        ],
+    )
+
+
 def _replayed_transfer(
     *, program: PointProgram, account: PointAccount, idempotency_key: str | None, amount: int
 ) -> Transfer | None:
     if idempotency_key is None:
         return None
-    existing = Transfer.objects.filter(program=program, idempotency_key=idempotency_key).first()
-    if existing is None:
+    row = sql.fetch_one(_TRANSFER_BY_KEY_SQL, [program.pk, idempotency_key])
+    if row is None:
         return None
+    existing = _TRANSFER_COLUMNS.instance(row)
     if existing.member_account_id != account.pk or existing.amount != amount:
         raise IdempotencyConflict()
     return existing
@@ -373,18 +544,8 @@ def earn(
         if idempotency_key is not None:
             # One query (after the lock, so it sees what a concurrent holder of it committed):
             # is the key on a lot of this account, or on any transfer of the program?
-            on_lot, on_transfer = (
-                PointAccount.objects.filter(pk=account.pk)
-                .annotate(
-                    on_lot=Exists(
-                        PointLot.objects.filter(account=account, idempotency_key=idempotency_key)
-                    ),
-                    on_transfer=Exists(
-                        Transfer.objects.filter(program=program, idempotency_key=idempotency_key)
-                    ),
-                )
-                .values_list("on_lot", "on_transfer")
-                .get()
+            on_lot, on_transfer = sql.fetch_one(
+                _EARN_KEY_USED_SQL, [account.pk, idempotency_key, program.pk, idempotency_key]
             )
             if on_lot:
                 lot = PointLot.objects.get(account=account, idempotency_key=idempotency_key)
@@ -597,18 +758,10 @@ def _earmark(*, program: PointProgram, member: Member, amount: int) -> int | Non
     changed). The UPDATE takes the account's row lock; under READ COMMITTED a concurrent writer
     makes it wait and then re-check the condition on the new row.
     """
-    connection = connections[router.db_for_write(PointAccount)]
-    qn = connection.ops.quote_name
-    member_id = PointAccount._meta.get_field("member").get_db_prep_value(member.pk, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            # Identifiers come from the model, values are bound parameters.
-            f"UPDATE {qn(PointAccount._meta.db_table)} SET {qn('held')} = {qn('held')} + %s "  # noqa: S608
-            f"WHERE {qn('program_id')} = %s AND {qn('member_id')} = %s "
-            f"AND {qn('balance')} - {qn('held')} >= %s RETURNING {qn('id')}",
-            [amount, program.pk, member_id, amount],
-        )
-        row = cursor.fetchone()
+    row = sql.fetch_one(
+        _EARMARK_SQL,
+        [amount, program.pk, sql.param(PointAccount, "member", member.pk), amount],
+    )
     return row[0] if row else None
 
 
@@ -620,54 +773,35 @@ def insert_unless_conflict(obj) -> bool:
     concurrent writer, and the caller looks that row up. Costs one statement where
     `create()` in a savepoint costs three.
     """
-    model = type(obj)
-    meta = model._meta
-    connection = connections[router.db_for_write(model)]
-    qn = connection.ops.quote_name
-    fields = [field for field in meta.concrete_fields if not field.db_returning]
-    values = [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            # Identifiers come from the model, values are bound parameters.
-            f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "  # noqa: S608
-            f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING "
-            f"RETURNING {qn(meta.pk.column)}",
-            values,
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return False
-    if meta.pk.db_returning:
-        obj.pk = row[0]
-    obj._state.adding = False
-    obj._state.db = connection.alias
-    return True
+    return _insert(obj, skip_conflicts=True)
 
 
 def _hold_for_update(
     *, owner: str, transaction_id: str, member: Member | None, counter_kind: str | None = None
 ) -> tuple[Hold, PointAccount]:
-    """The hold (as read before locking) and its account, locked.
+    """The hold (as read before locking) and its account, locked (see _lock_account), in one
+    statement.
 
     Every change of a hold's status happens under its account's lock, so once the account is
     locked a conditional UPDATE of the hold (_hold_take) or a re-read sees its settled state.
     """
-    hold = (
-        Hold.objects.filter(owner=owner, transaction_id=transaction_id)
-        .annotate(account_member_id=F("account__member_id"))
-        .first()
-    )
-    if hold is None or (member is not None and hold.account_member_id != member.pk):
+    row = sql.fetch_one(_LOCK_HOLD_ACCOUNT_SQL[counter_kind], [owner, transaction_id])
+    if row is None:
         raise HoldNotFound()
-    return hold, _lock_account(hold.account_id, counter_kind)
+    hold = _HOLD_COLUMNS.instance(row)
+    account = _locked_account(row, len(_HOLD_COLUMNS), counter_kind)
+    if member is not None and account.member_id != member.pk:
+        raise HoldNotFound()
+    return hold, account
 
 
 def _hold_take(hold: Hold, *, status: str, actor: str, now: dt.datetime) -> bool:
     """Resolve an open, unexpired hold (caller holds the account lock); False if it is not."""
     if hold.status != HoldStatus.HELD or hold.expires_at <= now:
         return False
-    taken = Hold.objects.filter(pk=hold.pk, status=HoldStatus.HELD).update(
-        status=status, resolved_at=now, resolved_by=actor
+    taken = sql.execute(
+        _HOLD_TAKE_SQL,
+        [status, sql.param(Hold, "resolved_at", now), actor, sql.param(Hold, "id", hold.pk)],
     )
     if taken:
         hold.status, hold.resolved_at, hold.resolved_by = status, now, actor
@@ -697,7 +831,11 @@ def hold_confirm(
             counter_kind=AccountKind.REDEEMED,
         )
         if not _hold_take(hold, status=HoldStatus.CONFIRMED, actor=actor or owner, now=now):
-            hold = Hold.objects.select_for_update().select_related("program").get(pk=hold.pk)
+            hold = (
+                Hold.objects.select_for_update(of=("self",))
+                .select_related("program")
+                .get(pk=hold.pk)
+            )
             if hold.status == HoldStatus.CONFIRMED:
                 return HoldResult(hold=hold, replayed=True)
             if hold.status == HoldStatus.ROLLED_BACK:
@@ -739,11 +877,11 @@ def hold_rollback(
     with transaction.atomic():
         hold, _account = _hold_for_update(owner=owner, transaction_id=transaction_id, member=member)
         if _hold_take(hold, status=HoldStatus.ROLLED_BACK, actor=actor or owner, now=now):
-            PointAccount.objects.filter(pk=hold.account_id).update(
-                held=F("held") - hold.amount, updated_at=now
-            )
+            _account_release(account_id=hold.account_id, amount=hold.amount, now=now)
             return HoldResult(hold=hold)
-        hold = Hold.objects.select_for_update().select_related("program").get(pk=hold.pk)
+        hold = (
+            Hold.objects.select_for_update(of=("self",)).select_related("program").get(pk=hold.pk)
+        )
         if hold.status == HoldStatus.ROLLED_BACK:
             return HoldResult(hold=hold, replayed=True)
         if hold.status == HoldStatus.CONFIRMED:
@@ -755,13 +893,22 @@ def hold_rollback(
 
 
 def _release_hold(*, hold: Hold, status: str, actor: str, now: dt.datetime) -> None:
-    PointAccount.objects.filter(pk=hold.account_id).update(
-        held=F("held") - hold.amount, updated_at=now
-    )
+    _account_release(account_id=hold.account_id, amount=hold.amount, now=now)
     hold.status = status
     hold.resolved_at = now
     hold.resolved_by = actor
-    hold.save(update_fields=["status", "resolved_at", "resolved_by"])
+    sql.execute(
+        _HOLD_RESOLVE_SQL,
+        [status, sql.param(Hold, "resolved_at", now), actor, sql.param(Hold, "id", hold.pk)],
+    )
+
+
+def _account_release(*, account_id: int, amount: int, now: dt.datetime) -> None:
+    """held -= amount: a hold's points are available again (caller holds the account lock)."""
+    sql.execute(
+        _ACCOUNT_HELD_RELEASE_SQL,
+        [amount, sql.param(PointAccount, "updated_at", now), account_id],
+    )
 
 
 def expire_stale_holds(*, now: dt.datetime | None = None, batch_size: int = 500) -> int:

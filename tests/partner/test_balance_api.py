@@ -134,9 +134,10 @@ def test_the_reply_names_the_members_tier(client, token, org, program, member, m
     point_services.earn(program=program, member=member, amount=150)
 
     # then the balance names the tier reached, and a member who never earned is at the entry tier
-    assert get(client, token, balance_url("/api/v1", org.pk, member.external_id)).json()[
-        "tier"
-    ] == "Gold"
+    assert (
+        get(client, token, balance_url("/api/v1", org.pk, member.external_id)).json()["tier"]
+        == "Gold"
+    )
     assert (
         get(client, token, balance_url("/api/v1", org.pk, newcomer.external_id)).json()["tier"]
         == "Member"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core.cache import cache
@@ -15,10 +17,13 @@ from django.urls import reverse
 from django.utils import timezone
 from oauth2_provider.models import AccessToken
 
-from integrations.outbox import outbox_enqueue
+from integrations.models import OutboxMessage, OutboxStatus
+from integrations.outbox import outbox_deliver, outbox_enqueue
 from integrations.partner.api import _count_in_window
 from integrations.partner.models import PartnerRequest, PartnerRequestStatus
 from integrations.partner.services import partner_request_process
+from loyalty.engagement.models import MemberTier
+from loyalty.engagement.services import tier_create
 from points import services as point_services
 from tests.partner.conftest import point_body, post_points
 
@@ -34,16 +39,35 @@ def test_processing_an_accepted_earn_is_pinned(
     request = PartnerRequest.objects.get()
 
     # when a worker processes it: lock the request (with client, rule, member); in the ledger's
-    # savepoint: lock the account (with the issued account's id), look for the idempotency key
-    # on lots and transfers at once, update the account, lifetime tier, insert the transfer and
-    # the lot; mark the request; write the callback to the outbox; 2 savepoint statements of
-    # the task's transaction.
-    with django_assert_num_queries(13):
+    # savepoint: lock the account (with the issued account's id, and whether the program has
+    # lifetime tiers: it has none, so no tier query), look for the idempotency key on lots and
+    # transfers at once, update the account, insert the transfer and the lot; mark the request;
+    # write the callback to the outbox; 2 savepoint statements of the task's transaction.
+    with django_assert_num_queries(12):
         partner_request_process(partner_request_id=request.pk)
 
     # then it succeeded
     request.refresh_from_db()
     assert request.status == PartnerRequestStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize(("lifetime_tiers", "queries"), [(False, 6), (True, 7)])
+def test_an_earn_looks_up_the_tier_only_in_a_program_with_lifetime_tiers(
+    program, member, lifetime_tiers, queries, django_assert_num_queries
+):
+    # given a member who has earned before (account, and tier when the program has tiers)
+    if lifetime_tiers:
+        tier_create(program=program, name="Member", threshold=0)
+    point_services.earn(program=program, member=member, amount=1)
+
+    # when they earn again: in the ledger's savepoint, lock the account (with the issued
+    # account's id and whether the program has lifetime tiers), update it, with tiers one query
+    # that finds the tier unchanged, insert the transfer and the lot
+    with django_assert_num_queries(queries):
+        point_services.earn(program=program, member=member, amount=1)
+
+    # then the member stays in their tier
+    assert MemberTier.objects.filter(member=member).count() == int(lifetime_tiers)
 
 
 def test_a_worker_delivers_the_callback_itself_right_after_commit(
@@ -61,6 +85,82 @@ def test_a_worker_delivers_the_callback_itself_right_after_commit(
 
     # then the callback has been delivered by that same call, with no task in between
     assert [r.json()["requestId"] for r in receiver.requests] == [body["requestId"]]
+
+
+def test_delivering_a_callback_is_pinned(
+    client, token, earn_rule, member, settings, receiver, django_assert_num_queries
+):
+    # given a processed earn whose callback waits in the outbox for a local receiver
+    settings.LOYALTY_ALLOW_INSECURE_CALLBACKS = True
+    body = point_body(user_id=member.external_id, rule=earn_rule, callback_url=receiver.url)
+    post_points(client, token, body)
+    partner_request_process(partner_request_id=PartnerRequest.objects.get().pk)
+    message = OutboxMessage.objects.get()
+
+    # when a worker makes the attempt: take the lease (which returns the message); in the
+    # record's transaction: lock the message, insert the attempt, mark the message; 2 savepoint
+    # statements of that transaction.
+    with django_assert_num_queries(6):
+        outcome = outbox_deliver(message_id=str(message.pk))
+
+    # then it was delivered
+    assert outcome.status == OutboxStatus.DELIVERED
+    assert [r.json()["requestId"] for r in receiver.requests] == [body["requestId"]]
+
+
+def test_callbacks_to_one_receiver_reuse_one_connection(client, token, earn_rule, member, settings):
+    # given a receiver that keeps connections open (HTTP/1.1), and three accepted earns
+    settings.LOYALTY_ALLOW_INSECURE_CALLBACKS = True
+    receiver = KeepAliveReceiver()
+    try:
+        for _ in range(3):
+            body = point_body(user_id=member.external_id, rule=earn_rule, callback_url=receiver.url)
+            post_points(client, token, body)
+        # when each is processed and its callback delivered
+        for request in PartnerRequest.objects.order_by("pk"):
+            partner_request_process(partner_request_id=request.pk)
+        for message in OutboxMessage.objects.all():
+            assert outbox_deliver(message_id=str(message.pk)).status == OutboxStatus.DELIVERED
+    finally:
+        receiver.stop()
+
+    # then the three callbacks came over one connection
+    assert len(receiver.bodies) == 3
+    assert len(receiver.connections) == 1
+
+
+class KeepAliveReceiver:
+    """A local HTTP/1.1 receiver that records its connections."""
+
+    def __init__(self):
+        self.bodies: list[bytes] = []
+        self.connections: list[tuple] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                super().setup()
+                receiver.connections.append(self.client_address)
+
+            def do_POST(self):
+                receiver.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/callback"
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def _earned_members(org, make_member, program, count):

@@ -381,3 +381,35 @@ def test_accounts_are_unique_per_member_and_program(program, member):
     again = services.account_get_or_create(program=program, member=member)
     assert first.pk == again.pk
     assert PointAccount.objects.filter(member=member).count() == 1
+
+
+def assert_as_loaded(*objs) -> None:
+    """Each instance is saved and holds exactly what the ORM loads from its row."""
+    for obj in objs:
+        assert obj.pk is not None
+        assert not obj._state.adding
+        assert obj._state.db == "default"
+        stored = type(obj).objects.get(pk=obj.pk)
+        for field in obj._meta.concrete_fields:
+            assert getattr(obj, field.attname) == getattr(stored, field.attname), field.name
+
+
+def test_the_ledger_returns_instances_as_the_orm_would_load_them(program, member):
+    # the ledger writes and reads these rows with its own statements (loyalty/sql.py)
+    earned = services.earn(program=program, member=member, amount=100, idempotency_key="e")
+    assert_as_loaded(earned.lot, earned.transfer)
+    assert earned.lot.transfer_id == earned.transfer.pk
+
+    burned = services.burn(program=program, member=member, amount=5, idempotency_key="b")
+    replayed = services.burn(program=program, member=member, amount=5, idempotency_key="b")
+    assert_as_loaded(burned, replayed)
+    assert replayed.pk == burned.pk
+
+    held = services.hold_create(
+        program=program, member=member, amount=10, owner=VENDOR, transaction_id="tx"
+    ).hold
+    assert_as_loaded(held)
+    confirmed = services.hold_confirm(owner=VENDOR, transaction_id="tx", member=member).hold
+    assert_as_loaded(confirmed)
+    assert confirmed.status == HoldStatus.CONFIRMED
+    assert_ledger_clean(program)

@@ -2,7 +2,8 @@
 
 Lifetime tiers are recomputed inside the ledger transaction that changes `lifetime_earned`
 (points.services calls `tier_recompute_for_account` with the member's account row locked): one
-indexed query in the common case (nothing changes), a few writes when the member moves up.
+indexed query in the common case (nothing changes), none when the program has no lifetime tiers,
+a few writes when the member moves up.
 Rolling 12-month tiers would need a sum over a year of transfers on every earn, so the periodic
 job `tiers_recompute` (django-celery-beat, hourly) does them, in batches, off the hot path; it
 also catches members up after an operator changes thresholds.
@@ -17,9 +18,9 @@ import datetime as dt
 from decimal import Decimal, InvalidOperation
 
 from django.db import IntegrityError, transaction
-from django.db.models import Subquery
 from django.utils import timezone
 
+from loyalty import sql
 from loyalty.engagement.exceptions import InvalidInput, TierBasisMismatch, TiersNotOffered
 from loyalty.engagement.models import (
     ActivityEntry,
@@ -179,37 +180,59 @@ def _member_tier_set(
     return True
 
 
+def _tier_reached_sql() -> str:
+    """The highest lifetime tier `lifetime_earned` reaches in a program not balance-only, and
+    the member's current tier (prepared once: it runs inside every credit)."""
+    tier, current, program = (model._meta for model in (Tier, MemberTier, PointProgram))
+
+    def column(meta, field_name: str) -> str:
+        return f'"{meta.get_field(field_name).column}"'
+
+    return (
+        f"SELECT t.{column(tier, 'id')}, (SELECT m.{column(current, 'tier')} "  # noqa: S608
+        f'FROM "{current.db_table}" m WHERE m.{column(current, "member")} = %s '
+        f"AND m.{column(current, 'program')} = %s) "
+        f'FROM "{tier.db_table}" t '
+        f'JOIN "{program.db_table}" p ON p.{column(program, "id")} = t.{column(tier, "program")} '
+        f"WHERE t.{column(tier, 'program')} = %s AND t.{column(tier, 'basis')} = %s "
+        f"AND t.{column(tier, 'threshold')} <= %s AND p.{column(program, 'mode')} <> %s "
+        f"ORDER BY t.{column(tier, 'threshold')} DESC LIMIT 1"
+    )
+
+
+_TIER_REACHED_SQL = _tier_reached_sql()
+
+
 def tier_recompute_for_account(*, account: PointAccount) -> None:
     """Lifetime tiers: put the member in the tier their new lifetime_earned reaches.
 
     Called by points.services inside the transaction that changed `account.lifetime_earned`,
     with the account row locked. One indexed query (tier_threshold_unique, with the member's
-    current tier as a subquery) decides; nothing else runs unless the tier changes. A program
-    without lifetime tiers answers that query with no row. Raises nothing of its own.
+    current tier as a subquery) decides; nothing else runs unless the tier changes. No query
+    runs for an account that points.services locked knowing its program has no lifetime tiers
+    (`program_has_lifetime_tiers` False); otherwise such a program answers the query with no
+    row. Raises nothing of its own.
     """
-    if account.member_id is None:
+    if account.member_id is None or not getattr(account, "program_has_lifetime_tiers", True):
         return
-    current_tier = MemberTier.objects.filter(
-        member_id=account.member_id, program_id=account.program_id
-    ).values("tier_id")[:1]
-    rows = list(
-        Tier.objects.filter(
-            program_id=account.program_id,
-            basis=TierBasis.LIFETIME,
-            threshold__lte=account.lifetime_earned,
-        )
-        .exclude(program__mode=ProgramMode.FOLLOWER_BALANCE)
-        .annotate(current_tier_id=Subquery(current_tier))
-        .order_by("-threshold")
-        .values_list("pk", "current_tier_id")[:1]
+    row = sql.fetch_one(
+        _TIER_REACHED_SQL,
+        [
+            sql.param(MemberTier, "member", account.member_id),
+            account.program_id,
+            account.program_id,
+            TierBasis.LIFETIME,
+            account.lifetime_earned,
+            ProgramMode.FOLLOWER_BALANCE,
+        ],
     )
-    if not rows or rows[0][0] == rows[0][1]:
+    if row is None or row[0] == row[1]:
         return
     program = PointProgram.objects.get(pk=account.program_id)
     _member_tier_set(
         program=program,
         member_id=account.member_id,
-        tier=Tier.objects.get(pk=rows[0][0]),
+        tier=Tier.objects.get(pk=row[0]),
         qualifying_points=account.lifetime_earned,
         reason=TierChangeReason.EARN,
         now=timezone.now(),
