@@ -8,6 +8,9 @@ Retries are scheduled by `next_attempt_at`, never by long broker countdowns: a r
 OUTBOX_COUNTDOWN_MAX_SECONDS is also sent as a short Celery countdown (below the broker's
 visibility timeout), and the periodic sweeper sends whatever is due, including messages whose
 broker message was lost.
+
+Writing a message and each delivery attempt run for every partner callback, so their statements
+are written once here (loyalty/sql.py) rather than built by the ORM per call.
 """
 
 from __future__ import annotations
@@ -20,16 +23,52 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.utils import timezone
 
 from integrations.models import DeliveryAttempt, OutboxMessage, OutboxStatus
 from integrations.url_safety import UnsafeURLError, post_json_safely
 from integrations.webhook_signing import sign_webhook
+from loyalty import sql
 from loyalty.models import Organization
 
 logger = logging.getLogger(__name__)
+
+_MESSAGES = f'"{OutboxMessage._meta.db_table}"'
+_MESSAGE_FIELDS = OutboxMessage._meta.concrete_fields
+_MESSAGE_COLUMNS = ", ".join(f'"{field.column}"' for field in _MESSAGE_FIELDS)
+_INSERT_MESSAGE_SQL = (
+    f"INSERT INTO {_MESSAGES} ({_MESSAGE_COLUMNS}) "  # noqa: S608
+    f"VALUES ({', '.join(['%s'] * len(_MESSAGE_FIELDS))})"
+)
+# Taking the lease returns what the attempt sends: one statement, no read after it.
+_LEASED_COLUMNS = sql.Columns(
+    OutboxMessage, ["id", "url", "body", "headers", "signing_secret", "attempts"]
+)
+_LEASE_SQL = (
+    f'UPDATE {_MESSAGES} SET "next_attempt_at" = %s, "attempts" = "attempts" + 1 '  # noqa: S608
+    'WHERE "id" = %s AND "status" = %s AND "next_attempt_at" <= %s '
+    f"RETURNING {_LEASED_COLUMNS.select(_MESSAGES)}"
+)
+# What recording an attempt decides on, read again under the row lock (an operator's "retry now"
+# may have changed it while the attempt ran).
+_RECORD_COLUMNS = sql.Columns(
+    OutboxMessage,
+    ["id", "status", "attempts", "next_attempt_at", "give_up_at", "last_error", "delivered_at"],
+)
+_LOCK_FOR_RECORD_SQL = (
+    f'SELECT {_RECORD_COLUMNS.select("m")} FROM {_MESSAGES} m WHERE m."id" = %s'  # noqa: S608
+    + (" FOR UPDATE" if connection.features.has_select_for_update else "")
+)
+_INSERT_ATTEMPT_SQL = (
+    f'INSERT INTO "{DeliveryAttempt._meta.db_table}" ("message_id", "number", "started_at", '  # noqa: S608
+    '"duration_ms", "status_code", "error", "response_excerpt") '
+    "VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
+_RECORD_SQL = (
+    f'UPDATE {_MESSAGES} SET "status" = %s, "delivered_at" = %s, "last_error" = %s, '  # noqa: S608
+    '"next_attempt_at" = %s WHERE "id" = %s'
+)
 
 
 def outbox_enqueue(
@@ -56,7 +95,7 @@ def outbox_enqueue(
         else json.dumps(payload, separators=(",", ":")).encode()
     )
     now = timezone.now()
-    message = OutboxMessage.objects.create(
+    message = OutboxMessage(
         organization=organization,
         topic=topic,
         url=url,
@@ -66,12 +105,26 @@ def outbox_enqueue(
         next_attempt_at=now,
         give_up_at=now + dt.timedelta(seconds=settings.OUTBOX_RETRY_WINDOW_SECONDS),
     )
+    _insert_message(message)
     message_id = str(message.pk)
     if deliver_in_process:
         transaction.on_commit(lambda: _deliver_in_process(message_id))
     else:
         transaction.on_commit(lambda: dispatch_delivery(message_id))
     return message
+
+
+def _insert_message(message: OutboxMessage) -> None:
+    """INSERT the new message (its id is made here) as the ORM's create() would."""
+    sql.execute(
+        _INSERT_MESSAGE_SQL,
+        [
+            field.get_db_prep_save(field.pre_save(message, True), connection)
+            for field in _MESSAGE_FIELDS
+        ],
+    )
+    message._state.adding = False
+    message._state.db = connection.alias
 
 
 def _deliver_in_process(message_id: str) -> None:
@@ -133,17 +186,21 @@ def outbox_deliver(*, message_id: str, now: dt.datetime | None = None) -> Delive
     now = now or timezone.now()
     lease_until = now + dt.timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
     # One second of tolerance: a countdown task may run a moment before its next_attempt_at.
-    leased = OutboxMessage.objects.filter(
-        pk=message_id,
-        status=OutboxStatus.PENDING,
-        next_attempt_at__lte=now + dt.timedelta(seconds=1),
-    ).update(next_attempt_at=lease_until, attempts=F("attempts") + 1)
-    if not leased:
+    leased = sql.fetch_one(
+        _LEASE_SQL,
+        [
+            sql.param(OutboxMessage, "next_attempt_at", lease_until),
+            sql.param(OutboxMessage, "id", message_id),
+            OutboxStatus.PENDING,
+            sql.param(OutboxMessage, "next_attempt_at", now + dt.timedelta(seconds=1)),
+        ],
+    )
+    if leased is None:
         status = (
             OutboxMessage.objects.filter(pk=message_id).values_list("status", flat=True).first()
         )
         return DeliveryOutcome(message_id=message_id, sent=False, status=status or "missing")
-    message = OutboxMessage.objects.get(pk=message_id)
+    message = _LEASED_COLUMNS.instance(leased)
     body = bytes(message.body)
     headers = dict(message.headers)
     if message.signing_secret:
@@ -174,7 +231,7 @@ def outbox_deliver(*, message_id: str, now: dt.datetime | None = None) -> Delive
         error = f"{type(exc).__name__}: {exc}"[:500]
     duration_ms = int((time.monotonic() - started) * 1000)
     return _record_attempt(
-        message=message,
+        message_id=message.pk,
         now=timezone.now(),
         status_code=status_code,
         error=error,
@@ -185,18 +242,26 @@ def outbox_deliver(*, message_id: str, now: dt.datetime | None = None) -> Delive
 
 
 def _record_attempt(
-    *, message, now, status_code, error, excerpt, duration_ms, retry_after
+    *, message_id, now, status_code, error, excerpt, duration_ms, retry_after
 ) -> DeliveryOutcome:
     with transaction.atomic():
-        message = OutboxMessage.objects.select_for_update().get(pk=message.pk)
-        DeliveryAttempt.objects.create(
-            message=message,
-            number=message.attempts,
-            started_at=now - dt.timedelta(milliseconds=duration_ms),
-            duration_ms=duration_ms,
-            status_code=status_code,
-            error=error,
-            response_excerpt=excerpt,
+        row = sql.fetch_one(_LOCK_FOR_RECORD_SQL, [sql.param(OutboxMessage, "id", message_id)])
+        if row is None:
+            raise OutboxMessage.DoesNotExist(f"outbox message {message_id} is gone")
+        message = _RECORD_COLUMNS.instance(row)
+        sql.execute(
+            _INSERT_ATTEMPT_SQL,
+            [
+                sql.param(DeliveryAttempt, "message", message.pk),
+                message.attempts,
+                sql.param(
+                    DeliveryAttempt, "started_at", now - dt.timedelta(milliseconds=duration_ms)
+                ),
+                duration_ms,
+                status_code,
+                error,
+                excerpt,
+            ],
         )
         retry_in = None
         if status_code is not None and 200 <= status_code < 300:
@@ -216,7 +281,16 @@ def _record_attempt(
                 retry_in = None
             else:
                 message.next_attempt_at = now + dt.timedelta(seconds=retry_in)
-        message.save(update_fields=["status", "delivered_at", "last_error", "next_attempt_at"])
+        sql.execute(
+            _RECORD_SQL,
+            [
+                message.status,
+                sql.param(OutboxMessage, "delivered_at", message.delivered_at),
+                message.last_error,
+                sql.param(OutboxMessage, "next_attempt_at", message.next_attempt_at),
+                sql.param(OutboxMessage, "id", message.pk),
+            ],
+        )
         if retry_in is not None and retry_in <= settings.OUTBOX_COUNTDOWN_MAX_SECONDS:
             message_id = str(message.pk)
             transaction.on_commit(lambda: dispatch_delivery(message_id, countdown=retry_in))

@@ -17,6 +17,12 @@ subtly wrong; checking ``getpeername()`` after connect keeps urllib3's normal TL
 needs only a small connection subclass. The price is that a TCP handshake with an internal address
 can happen before we refuse; nothing is written to it.
 
+Connections are pooled per process (a worker sends many callbacks to the same receivers): no TCP
+or TLS handshake per message. The check stays as strict, because it runs on every new connection,
+reconnects included: a reused connection is one whose peer was checked. Delivery uses urllib3's
+pool directly (requests' session machinery cost more than the rest of a delivery); nothing is kept
+between messages but the connections (no cookies).
+
 ``allow_insecure`` (``LOYALTY_ALLOW_INSECURE_CALLBACKS``, development and tests only) allows http
 and skips the address checks.
 """
@@ -24,13 +30,17 @@ and skips the address checks.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
+import urllib3
+from requests.adapters import DEFAULT_POOLSIZE, HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from requests.utils import DEFAULT_CA_BUNDLE_PATH, default_user_agent, get_encoding_from_headers
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -172,6 +182,29 @@ class _PeerCheckingAdapter(HTTPAdapter):
         }
 
 
+# This process's pools, by allow_insecure; urllib3's PoolManager is thread-safe.
+_pool_managers: dict[bool, urllib3.PoolManager] = {}
+# A forked child (a Celery pool process) must not share its parent's open sockets.
+os.register_at_fork(after_in_child=_pool_managers.clear)
+
+
+def _pool_manager(*, allow_insecure: bool) -> urllib3.PoolManager:
+    manager = _pool_managers.get(allow_insecure)
+    if manager is None:
+        # As requests would send it: its CA bundle, its pool size, no retries. urllib3 never
+        # reads HTTP(S)_PROXY, which would make the proxy the peer we check.
+        manager = urllib3.PoolManager(
+            maxsize=DEFAULT_POOLSIZE, retries=False, ca_certs=DEFAULT_CA_BUNDLE_PATH
+        )
+        if not allow_insecure:
+            manager.pool_classes_by_scheme = {
+                "http": _PeerCheckingHTTPConnectionPool,
+                "https": _PeerCheckingHTTPSConnectionPool,
+            }
+        _pool_managers[allow_insecure] = manager
+    return manager
+
+
 def post_json_safely(
     url: str,
     *,
@@ -184,30 +217,39 @@ def post_json_safely(
 
     Validates the URL, then sends with redirects NOT followed (a 3xx comes back as the response)
     and with the connected peer address checked. The response body is read up to
-    ``MAX_RESPONSE_BYTES``. Raises ``UnsafeURLError`` when refused, and requests' exceptions for
-    network failures (the caller's retry policy decides what to do with those).
+    ``MAX_RESPONSE_BYTES``; a connection whose response was read to its end goes back to the
+    pool, any other is closed. Returns the response as requests would (``.status_code``,
+    ``.headers``, ``.text``, ``.json()``). Raises ``UnsafeURLError`` when refused, and urllib3's
+    exceptions for network failures (the caller's retry policy decides what to do with those).
     """
     validate_callback_url(url, allow_insecure=allow_insecure)
-    request_headers = {"Content-Type": "application/json", **(headers or {})}
-    with requests.Session() as session:
-        # HTTP(S)_PROXY from the environment would make the proxy the peer we check.
-        session.trust_env = False
-        if not allow_insecure:
-            adapter = _PeerCheckingAdapter(max_retries=0)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-        response = session.post(
-            url,
-            data=body,
-            headers=request_headers,
-            timeout=timeout,
-            allow_redirects=False,
-            stream=True,
-        )
-        try:
-            content = response.raw.read(MAX_RESPONSE_BYTES, decode_content=True) or b""
-        finally:
-            response.close()
-    # requests' own way of holding an already-read body; .content/.text/.json() then work.
+    connect_timeout, read_timeout = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+    raw = _pool_manager(allow_insecure=allow_insecure).request(
+        "POST",
+        url,
+        body=body,
+        headers={
+            "User-Agent": default_user_agent(),
+            "Content-Type": "application/json",
+            **(headers or {}),
+        },
+        timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+        redirect=False,
+        preload_content=False,
+    )
+    try:
+        content = raw.read(MAX_RESPONSE_BYTES, decode_content=True) or b""
+    finally:
+        # urllib3 has already pooled the connection if the body was read to its end; otherwise
+        # it is closed here (a body beyond the cap is never drained).
+        raw.close()
+        raw.release_conn()
+    # What requests' own adapter builds from a urllib3 response.
+    response = requests.Response()
+    response.status_code = raw.status
+    response.reason = raw.reason
+    response.headers = CaseInsensitiveDict(raw.headers)
+    response.encoding = get_encoding_from_headers(response.headers)
+    response.url = url
     response._content = content
     return response

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from functools import cached_property
 
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import connection as default_connection
 from django.db.backends.utils import CursorDebugWrapper
 from django.db.models import Model
@@ -34,6 +35,10 @@ def _prepared_statements(connection) -> bool:
 @contextmanager
 def cursor(connection=default_connection):
     """A cursor for hot-path statements: prepared server-side on PostgreSQL."""
+    if connection is default_connection:
+        # The real wrapper, once: each attribute read through django.db.connection's proxy
+        # costs a thread-local look-up, and a statement makes about ten of them.
+        connection = connections[DEFAULT_DB_ALIAS]
     if not _prepared_statements(connection):
         with connection.cursor() as plain:
             yield plain

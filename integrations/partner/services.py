@@ -10,6 +10,10 @@ whose broker message was lost, so a request accepted while the broker or every w
 is processed once they are back.
 
 Lock order in processing: partner request, rule usage, rule, member account (points.services).
+
+Every accepted request runs the same few statements (judging, storing, the locked read, marking
+it processed): they are written once below from the models' tables and columns (loyalty/sql.py),
+not built by the ORM per request. The rare paths (limits, budget, sweeps) keep the ORM.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
+from oauth2_provider.models import get_application_model
 
 from integrations.models import ApiClient
 from integrations.outbox import outbox_enqueue
@@ -42,11 +47,11 @@ from integrations.partner.exceptions import (
     UserInvalid,
 )
 from integrations.partner.models import PartnerAction, PartnerRequest, PartnerRequestStatus
-from loyalty.models import Member
+from loyalty import sql
+from loyalty.models import Member, Organization
 from points import services as point_services
 from points.exceptions import InsufficientPoints, PointsError
-from points.models import LimitPeriod, PointRule, RuleKind, RuleUsage
-from points.selectors import balance_get
+from points.models import LimitPeriod, PointAccount, PointProgram, PointRule, RuleKind, RuleUsage
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +116,87 @@ class SubmitResult:
 
 # --- acceptance ---------------------------------------------------------------------------------
 
+_REQUEST_COLUMNS = sql.Columns(PartnerRequest)
+_RULE_COLUMNS = sql.Columns(PointRule)
+_PROGRAM_COLUMNS = sql.Columns(PointProgram)
+_MEMBER_COLUMNS = sql.Columns(Member)
+_CLIENT_RULES = ApiClient.rules.through._meta
+# Everything judging a request reads, in one statement: a stored request with its requestId;
+# the rule, its program and whether the client may use it; the member; and, for a burn rule,
+# the member's available points (balance - held, as points.selectors.balance_get; no account
+# reads as 0). A part that is not there comes back as NULLs.
+_JUDGE_SQL = (
+    f"SELECT {_REQUEST_COLUMNS.select('req')}, {_RULE_COLUMNS.select('r')}, "  # noqa: S608
+    f"{_PROGRAM_COLUMNS.select('p')}, {_MEMBER_COLUMNS.select('m')}, "
+    f'EXISTS (SELECT 1 FROM "{_CLIENT_RULES.db_table}" cr '
+    f'WHERE cr."{_CLIENT_RULES.get_field("apiclient").column}" = %s '
+    f'AND cr."{_CLIENT_RULES.get_field("pointrule").column}" = r."id"), '
+    'a."balance" - a."held" '
+    "FROM (SELECT 1) AS one "
+    f'LEFT JOIN "{PartnerRequest._meta.db_table}" req '
+    'ON req."client_id" = %s AND req."request_id" = %s '
+    f'LEFT JOIN "{PointRule._meta.db_table}" r ON r."id" = %s '
+    f'LEFT JOIN "{PointProgram._meta.db_table}" p ON p."id" = r."program_id" '
+    f'LEFT JOIN "{Member._meta.db_table}" m '
+    'ON m."organization_id" = %s AND m."external_id" = %s '
+    f'LEFT JOIN "{PointAccount._meta.db_table}" a '
+    'ON r."kind" = %s AND a."program_id" = r."program_id" AND a."member_id" = m."id"'
+)
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """What _JUDGE_SQL read for one request."""
+
+    existing: PartnerRequest | None
+    rule: PointRule | None  # with its program
+    client_allowed: bool
+    member: Member | None
+    available: int  # the member's available points for a burn rule, else 0
+
+
+def _instances(row: tuple, *parts: sql.Columns) -> tuple[list, int]:
+    """The model instance of each part of `row` in turn (None where its primary key is NULL),
+    and the offset after them."""
+    instances, offset = [], 0
+    for columns in parts:
+        pk_at = offset + columns.attnames.index(columns.model._meta.pk.attname)
+        instances.append(columns.instance(row, offset) if row[pk_at] is not None else None)
+        offset += len(columns)
+    return instances, offset
+
+
+def _judged_read(*, client: ApiClient, data: PointRequestInput) -> _Judged:
+    try:
+        rule_pk = uuid.UUID(data.rule_id)
+    except ValueError:
+        rule_pk = None  # not a rule id: no rule is found
+    row = sql.fetch_one(
+        _JUDGE_SQL,
+        [
+            client.pk,
+            client.pk,
+            data.request_id,
+            sql.param(PointRule, "id", rule_pk),
+            sql.param(Member, "organization", client.organization_id),
+            data.user_id,
+            RuleKind.BURN,
+        ],
+    )
+    (existing, rule, program, member), offset = _instances(
+        row, _REQUEST_COLUMNS, _RULE_COLUMNS, _PROGRAM_COLUMNS, _MEMBER_COLUMNS
+    )
+    if rule is not None:
+        rule.program = program
+    client_allowed, available = row[offset], row[offset + 1]
+    return _Judged(
+        existing=existing,
+        rule=rule,
+        client_allowed=bool(client_allowed),
+        member=member,
+        available=available or 0,
+    )
+
 
 def partner_request_submit(
     *,
@@ -132,17 +218,17 @@ def partner_request_submit(
     fields (types, lengths, callback URL safety).
     """
     now = now or timezone.now()
-    existing = PartnerRequest.objects.filter(client=client, request_id=data.request_id).first()
-    if existing is not None:
-        return _repeat(existing, data)
+    judged = _judged_read(client=client, data=data)
+    if judged.existing is not None:
+        return _repeat(judged.existing, data)
 
-    rule = _rule_for_client(client=client, scopes=scopes, rule_id=data.rule_id)
+    rule = _rule_for_client(client=client, scopes=scopes, judged=judged)
     member = None
     refusal: PartnerApiError | None = None
     try:
         if rule is None:
             raise RuleNotFound()
-        member = _judge(client=client, rule=rule, data=data, now=now)
+        member = _judge(rule=rule, judged=judged, data=data, now=now)
     except PartnerApiError as exc:
         if not exc.stored:
             raise
@@ -198,28 +284,15 @@ def _repeat(existing: PartnerRequest, data: PointRequestInput) -> SubmitResult:
 
 
 def _rule_for_client(
-    *, client: ApiClient, scopes: frozenset[str], rule_id: str
+    *, client: ApiClient, scopes: frozenset[str], judged: _Judged
 ) -> PointRule | None:
     """The rule, or None when it does not exist; raises when the client may not use it."""
-    try:
-        rule_pk = uuid.UUID(rule_id)
-    except ValueError:
-        return None
-    # One query: the rule, its program, and whether the client may use it.
-    allowed = ApiClient.rules.through.objects.filter(
-        apiclient_id=client.pk, pointrule_id=OuterRef("pk")
-    )
-    rule = (
-        PointRule.objects.select_related("program")
-        .annotate(client_allowed=Exists(allowed))
-        .filter(pk=rule_pk)
-        .first()
-    )
+    rule = judged.rule
     if rule is None:
         return None
     if rule.program.organization_id != client.organization_id:
         raise RuleForbidden("ruleId: the rule belongs to another organisation")
-    if not rule.client_allowed:
+    if not judged.client_allowed:
         raise RuleForbidden()
     needed = SCOPE_FOR_KIND[rule.kind]
     if needed not in scopes:
@@ -228,7 +301,7 @@ def _rule_for_client(
 
 
 def _judge(
-    *, client: ApiClient, rule: PointRule, data: PointRequestInput, now: dt.datetime
+    *, rule: PointRule, judged: _Judged, data: PointRequestInput, now: dt.datetime
 ) -> Member:
     """Raise the stored refusal that applies to the request, or return its member."""
     if not rule.active:
@@ -238,16 +311,14 @@ def _judge(
     if rule.program.is_follower:
         raise RuleProgramIsFollower()
     # The partner API never creates members: an unknown userId is the seed's invalid user.
-    member = Member.objects.filter(
-        organization_id=client.organization_id, external_id=data.user_id
-    ).first()
+    member = judged.member
     if member is None or member.status != Member.Status.ACTIVE:
         raise UserInvalid()
-    if rule.kind == RuleKind.BURN:
-        needed = capped_amount(rule=rule, amount=data.amount)
-        # The balance itself is not in the refusal: reading it needs points:read.
-        if balance_get(program=rule.program, member=member).available < needed:
-            raise InsufficientBalance()
+    # The balance itself is not in the refusal: reading it needs points:read.
+    if rule.kind == RuleKind.BURN and judged.available < capped_amount(
+        rule=rule, amount=data.amount
+    ):
+        raise InsufficientBalance()
     return member
 
 
@@ -300,6 +371,58 @@ def period_start(*, period: str, at: dt.datetime) -> dt.datetime:
     return LIFETIME_START
 
 
+_ORGANIZATION_COLUMNS = sql.Columns(Organization)
+_CLIENT_COLUMNS = sql.Columns(ApiClient)
+_APPLICATION_COLUMNS = sql.Columns(get_application_model(), ["id", "client_id"])
+# The request, locked (only its own row), with what processing it uses: its organisation, its
+# client (and the client's client_id), its rule with the program, its member.
+_LOCKED_REQUEST_SQL = (
+    f"SELECT {_REQUEST_COLUMNS.select('req')}, {_ORGANIZATION_COLUMNS.select('o')}, "  # noqa: S608
+    f"{_CLIENT_COLUMNS.select('c')}, {_APPLICATION_COLUMNS.select('app')}, "
+    f"{_RULE_COLUMNS.select('r')}, {_PROGRAM_COLUMNS.select('p')}, "
+    f"{_MEMBER_COLUMNS.select('m')} "
+    f'FROM "{PartnerRequest._meta.db_table}" req '
+    f'JOIN "{Organization._meta.db_table}" o ON o."id" = req."organization_id" '
+    f'JOIN "{ApiClient._meta.db_table}" c ON c."id" = req."client_id" '
+    f'JOIN "{get_application_model()._meta.db_table}" app ON app."id" = c."application_id" '
+    f'LEFT JOIN "{PointRule._meta.db_table}" r ON r."id" = req."rule_id" '
+    f'LEFT JOIN "{PointProgram._meta.db_table}" p ON p."id" = r."program_id" '
+    f'LEFT JOIN "{Member._meta.db_table}" m ON m."id" = req."member_id" '
+    'WHERE req."id" = %s'
+    + (" FOR UPDATE OF req" if connection.features.has_select_for_update_of else "")
+)
+_FINISH_SQL = (
+    f'UPDATE "{PartnerRequest._meta.db_table}" SET "status" = %s, "point" = %s, '  # noqa: S608
+    '"transfer_id" = %s, "failure_code" = %s, "error_message" = %s, "processed_at" = %s '
+    'WHERE "id" = %s'
+)
+
+
+def _locked_request(partner_request_id: int) -> PartnerRequest:
+    """The request, locked FOR UPDATE, with its organisation, client, rule and member loaded."""
+    row = sql.fetch_one(_LOCKED_REQUEST_SQL, [partner_request_id])
+    if row is None:
+        raise PartnerRequest.DoesNotExist(f"partner request {partner_request_id} does not exist")
+    (request, organization, client, application, rule, program, member), _ = _instances(
+        row,
+        _REQUEST_COLUMNS,
+        _ORGANIZATION_COLUMNS,
+        _CLIENT_COLUMNS,
+        _APPLICATION_COLUMNS,
+        _RULE_COLUMNS,
+        _PROGRAM_COLUMNS,
+        _MEMBER_COLUMNS,
+    )
+    client.application = application
+    request.organization, request.client = organization, client
+    if rule is not None:
+        rule.program = program
+        request.rule = rule
+    if member is not None:
+        request.member = member
+    return request
+
+
 def partner_request_process(
     *, partner_request_id: int, now: dt.datetime | None = None
 ) -> PartnerRequest:
@@ -313,11 +436,7 @@ def partner_request_process(
     """
     now = now or timezone.now()
     with transaction.atomic():
-        request = (
-            PartnerRequest.objects.select_for_update(of=("self",))
-            .select_related("organization", "client__application", "rule__program", "member")
-            .get(pk=partner_request_id)
-        )
+        request = _locked_request(partner_request_id)
         if request.status != PartnerRequestStatus.ACCEPTED:
             return request
         rule, member, client = request.rule, request.member, request.client
@@ -413,15 +532,17 @@ def _finish(
     request.failure_code = failure_code
     request.error_message = error_message
     request.processed_at = now
-    request.save(
-        update_fields=[
-            "status",
-            "point",
-            "transfer",
-            "failure_code",
-            "error_message",
-            "processed_at",
-        ]
+    sql.execute(
+        _FINISH_SQL,
+        [
+            request.status,
+            point,
+            request.transfer_id,
+            failure_code,
+            error_message,
+            sql.param(PartnerRequest, "processed_at", now),
+            request.pk,
+        ],
     )
 
 
@@ -477,11 +598,7 @@ def partner_request_give_up(
     """Fail a request that could not be processed in time, and tell the partner (callback)."""
     now = now or timezone.now()
     with transaction.atomic():
-        request = (
-            PartnerRequest.objects.select_for_update(of=("self",))
-            .select_related("organization", "client__application")
-            .get(pk=partner_request_id)
-        )
+        request = _locked_request(partner_request_id)
         if request.status != PartnerRequestStatus.ACCEPTED:
             return request
         _finish(request, now=now, failure_code="not_processed", error_message=UNEXPECTED_MESSAGE)
