@@ -50,6 +50,8 @@ soak: install
 # py-spy (pip install py-spy) adds a profile of where the time goes.
 bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	# py-spy samples the platform during each workload: the results say where the time goes.
+	test -x $(VENV)/bin/py-spy || $(VENV)/bin/pip install -q py-spy
 	$(PY) -m bench
 
 worker: install

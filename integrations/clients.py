@@ -177,12 +177,9 @@ def _valid_bearer_token(request):
     row = sql.fetch_one(_TOKEN_SQL, [checksum])
     if row is None:
         return None
-    offset = 0
-    loaded = []
-    for columns in (_TOKEN_COLUMNS, _APPLICATION_COLUMNS, _CLIENT_COLUMNS, _ORGANIZATION_COLUMNS):
-        loaded.append(columns.instance(row, offset))
-        offset += len(columns)
-    token, application, client, organization = loaded
+    token, application, client, organization = sql.instances(
+        row, _TOKEN_COLUMNS, _APPLICATION_COLUMNS, _CLIENT_COLUMNS, _ORGANIZATION_COLUMNS
+    )
     if not token.is_valid() or token.resource:
         return None
     if not application.is_usable(request):

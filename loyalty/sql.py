@@ -130,3 +130,12 @@ class Columns:
             for converter in converters:
                 values[index] = converter(values[index], col, default_connection)
         return self.model.from_db(default_connection.alias, self.attnames, values)
+
+
+def instances(row: Sequence, *columns: Columns) -> tuple[Model, ...]:
+    """One instance per Columns, read from consecutive parts of a joined row."""
+    found, start = [], 0
+    for part in columns:
+        found.append(part.instance(row, start))
+        start += len(part)
+    return tuple(found)

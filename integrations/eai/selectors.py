@@ -47,10 +47,8 @@ def vendor_for_credentials(*, username: str, secret: str) -> Vendor | None:
     row = sql.fetch_one(_VENDOR_SQL, [username])
     vendor = None
     if row is not None:
-        vendor = _VENDOR_COLUMNS.instance(row)
-        vendor.program = _PROGRAM_COLUMNS.instance(row, len(_VENDOR_COLUMNS))
-        vendor.organization = _ORGANIZATION_COLUMNS.instance(
-            row, len(_VENDOR_COLUMNS) + len(_PROGRAM_COLUMNS)
+        vendor, vendor.program, vendor.organization = sql.instances(
+            row, _VENDOR_COLUMNS, _PROGRAM_COLUMNS, _ORGANIZATION_COLUMNS
         )
     expected = vendor.eai_secret_sha256 if vendor is not None else _NO_SECRET_DIGEST
     # Constant-time: a byte-by-byte comparison would leak how much of the digest matched.
