@@ -58,7 +58,7 @@ _RECORD_COLUMNS = sql.Columns(
 )
 _LOCK_FOR_RECORD_SQL = (
     f'SELECT {_RECORD_COLUMNS.select("m")} FROM {_MESSAGES} m WHERE m."id" = %s'  # noqa: S608
-    + (" FOR UPDATE" if connection.features.has_select_for_update else "")
+    + sql.for_update()
 )
 _INSERT_ATTEMPT_SQL = (
     f'INSERT INTO "{DeliveryAttempt._meta.db_table}" ("message_id", "number", "started_at", '  # noqa: S608

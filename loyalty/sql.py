@@ -132,10 +132,22 @@ class Columns:
         return self.model.from_db(default_connection.alias, self.attnames, values)
 
 
-def instances(row: Sequence, *columns: Columns) -> tuple[Model, ...]:
-    """One instance per Columns, read from consecutive parts of a joined row."""
+def instances(row: Sequence, *columns: Columns) -> tuple[Model | None, ...]:
+    """One instance per Columns, read from consecutive parts of a joined row (None for a part
+    whose primary key is NULL: an outer join that found nothing)."""
     found, start = [], 0
     for part in columns:
-        found.append(part.instance(row, start))
+        pk_at = start + part.attnames.index(part.model._meta.pk.attname)
+        found.append(part.instance(row, start) if row[pk_at] is not None else None)
         start += len(part)
     return tuple(found)
+
+
+def for_update(of: str = "", connection=default_connection) -> str:
+    """The row-lock clause to append to a SELECT, or nothing where the database has no row locks
+    (SQLite serialises writers instead)."""
+    if not connection.features.has_select_for_update:
+        return ""
+    if of and connection.features.has_select_for_update_of:
+        return f" FOR UPDATE OF {of}"
+    return " FOR UPDATE"

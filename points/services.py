@@ -86,7 +86,7 @@ _TRANSFER_COLUMNS = sql.Columns(Transfer)
 _HOLD_COLUMNS = sql.Columns(Hold)
 
 # SQLite has no row locks: its write transactions take the database's lock at BEGIN.
-_LOCK_ACCOUNT_ROW = " FOR UPDATE OF a" if connection.features.has_select_for_update else ""
+_LOCK_ACCOUNT_ROW = sql.for_update(of="a")
 
 
 def _account_lock_sql(*, where: str, counter_kind: str | None, with_hold: bool = False) -> str:

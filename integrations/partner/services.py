@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from oauth2_provider.models import get_application_model
@@ -155,17 +155,6 @@ class _Judged:
     available: int  # the member's available points for a burn rule, else 0
 
 
-def _instances(row: tuple, *parts: sql.Columns) -> tuple[list, int]:
-    """The model instance of each part of `row` in turn (None where its primary key is NULL),
-    and the offset after them."""
-    instances, offset = [], 0
-    for columns in parts:
-        pk_at = offset + columns.attnames.index(columns.model._meta.pk.attname)
-        instances.append(columns.instance(row, offset) if row[pk_at] is not None else None)
-        offset += len(columns)
-    return instances, offset
-
-
 def _judged_read(*, client: ApiClient, data: PointRequestInput) -> _Judged:
     try:
         rule_pk = uuid.UUID(data.rule_id)
@@ -183,9 +172,9 @@ def _judged_read(*, client: ApiClient, data: PointRequestInput) -> _Judged:
             RuleKind.BURN,
         ],
     )
-    (existing, rule, program, member), offset = _instances(
-        row, _REQUEST_COLUMNS, _RULE_COLUMNS, _PROGRAM_COLUMNS, _MEMBER_COLUMNS
-    )
+    parts = (_REQUEST_COLUMNS, _RULE_COLUMNS, _PROGRAM_COLUMNS, _MEMBER_COLUMNS)
+    existing, rule, program, member = sql.instances(row, *parts)
+    offset = sum(len(part) for part in parts)
     if rule is not None:
         rule.program = program
     client_allowed, available = row[offset], row[offset + 1]
@@ -388,8 +377,7 @@ _LOCKED_REQUEST_SQL = (
     f'LEFT JOIN "{PointRule._meta.db_table}" r ON r."id" = req."rule_id" '
     f'LEFT JOIN "{PointProgram._meta.db_table}" p ON p."id" = r."program_id" '
     f'LEFT JOIN "{Member._meta.db_table}" m ON m."id" = req."member_id" '
-    'WHERE req."id" = %s'
-    + (" FOR UPDATE OF req" if connection.features.has_select_for_update_of else "")
+    'WHERE req."id" = %s' + sql.for_update(of="req")
 )
 _FINISH_SQL = (
     f'UPDATE "{PartnerRequest._meta.db_table}" SET "status" = %s, "point" = %s, '  # noqa: S608
@@ -403,7 +391,7 @@ def _locked_request(partner_request_id: int) -> PartnerRequest:
     row = sql.fetch_one(_LOCKED_REQUEST_SQL, [partner_request_id])
     if row is None:
         raise PartnerRequest.DoesNotExist(f"partner request {partner_request_id} does not exist")
-    (request, organization, client, application, rule, program, member), _ = _instances(
+    request, organization, client, application, rule, program, member = sql.instances(
         row,
         _REQUEST_COLUMNS,
         _ORGANIZATION_COLUMNS,
