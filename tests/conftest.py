@@ -14,6 +14,7 @@ from django.conf import settings
 from loyalty.models import Member, Organization
 from points import services as point_services
 from points.models import PointProgram
+from tests.http_support import RecordingServer
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 _counter = itertools.count(1)
@@ -110,3 +111,17 @@ def make_member(db):
 @pytest.fixture
 def member(org, make_member):
     return make_member(org)
+
+
+@pytest.fixture
+def insecure_callbacks(settings):
+    """Callbacks and webhooks may go to http://127.0.0.1 (the tests' local receivers)."""
+    settings.LOYALTY_ALLOW_INSECURE_CALLBACKS = True
+
+
+@pytest.fixture
+def receiver():
+    """A local HTTP server standing in for a partner: it records what it receives."""
+    server = RecordingServer().start()
+    yield server
+    server.stop()

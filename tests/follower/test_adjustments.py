@@ -46,11 +46,6 @@ AUTOMATION_FIELDS = [
 
 
 @pytest.fixture
-def insecure_callbacks(settings):
-    settings.LOYALTY_ALLOW_INSECURE_CALLBACKS = True
-
-
-@pytest.fixture
 def master_server():
     server = RecordingServer().start()
     yield server

@@ -25,11 +25,6 @@ SEED_LOG = [
 
 
 @pytest.fixture
-def insecure_callbacks(settings):
-    settings.LOYALTY_ALLOW_INSECURE_CALLBACKS = True
-
-
-@pytest.fixture
 def master_server():
     server = RecordingServer(default=ScriptedResponse(200, json.dumps(SEED_LOG).encode()))
     server.start()

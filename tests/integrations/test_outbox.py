@@ -11,21 +11,9 @@ from integrations import outbox
 from integrations.models import DeliveryAttempt, OutboxMessage, OutboxStatus
 from integrations.webhook_signing import new_webhook_secret
 from tests.celery_support import purge_queue, real_broker, running_worker
-from tests.http_support import RecordingServer, ScriptedResponse
+from tests.http_support import ScriptedResponse
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def insecure_callbacks(settings):
-    settings.LOYALTY_ALLOW_INSECURE_CALLBACKS = True
-
-
-@pytest.fixture
-def receiver():
-    server = RecordingServer().start()
-    yield server
-    server.stop()
 
 
 def _deliver_until_done(message, max_attempts=5):

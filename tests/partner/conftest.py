@@ -12,7 +12,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from integrations.partner.credentials import partner_client_create
 from points.models import PointRule, RuleKind
-from tests.http_support import RecordingServer
 
 PUBLIC_HOST = "partner.example"
 PUBLIC_ADDRESS = "93.184.216.34"  # a public address: the URL check accepts it
@@ -39,18 +38,6 @@ def public_dns(monkeypatch):
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     return names
-
-
-@pytest.fixture
-def insecure_callbacks(settings):
-    settings.LOYALTY_ALLOW_INSECURE_CALLBACKS = True
-
-
-@pytest.fixture
-def receiver():
-    server = RecordingServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.http_support import RecordingServer
 from tests.reliability.worlds import build_world
 
 
@@ -16,18 +15,6 @@ from tests.reliability.worlds import build_world
 def generous_rate_limit(settings):
     # Tests send faster than any partner would; the throttle has its own tests (security/).
     settings.PARTNER_API_RATE = "100000/s"
-
-
-@pytest.fixture
-def insecure_callbacks(settings):
-    settings.LOYALTY_ALLOW_INSECURE_CALLBACKS = True
-
-
-@pytest.fixture
-def receiver():
-    server = RecordingServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

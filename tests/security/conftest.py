@@ -18,25 +18,12 @@ from loyalty.engagement.services.tags import member_tags_add
 from points import services as point_services
 from rewards import services as reward_services
 from tests.conftest import unique
-from tests.http_support import RecordingServer
 from tests.reliability.worlds import build_world
 
 
 @pytest.fixture(autouse=True)
 def generous_rate_limit(settings):
     settings.PARTNER_API_RATE = "100000/s"
-
-
-@pytest.fixture
-def insecure_callbacks(settings):
-    settings.LOYALTY_ALLOW_INSECURE_CALLBACKS = True
-
-
-@pytest.fixture
-def receiver():
-    server = RecordingServer().start()
-    yield server
-    server.stop()
 
 
 def _world(make_org, make_program, make_member, receiver, django_user_model):
