@@ -15,6 +15,5 @@ from tests.partner.conftest import (  # noqa: F401 - fixtures, registered by imp
     make_rule,
     partner,
     public_dns,
-    receiver,
     token,
 )
