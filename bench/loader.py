@@ -13,7 +13,10 @@ import uuid
 
 import psycopg
 
-EARN_AMOUNT = 10
+# Each member earns the same amount in every loaded transfer, between 1 and EARN_AMOUNT_MAX points
+# by its account id: lifetime totals spread over the demo's tiers (Bronze 0, Silver 1000, Gold
+# 5000) instead of every member sitting on one threshold, where each new earn would move a tier.
+EARN_AMOUNT_MAX = 30
 
 
 def _utc_now() -> dt.datetime:
@@ -78,22 +81,23 @@ def load_transfers(
             [program_id, f"{prefix}%"],
         )
         accounts = cur.fetchall()
-        cur.execute("CREATE TEMP TABLE bench_plan (account_id bigint, n int) ON COMMIT DROP")
-        with cur.copy("COPY bench_plan (account_id, n) FROM STDIN") as copy:
+        cur.execute(
+            "CREATE TEMP TABLE bench_plan (account_id bigint, n int, amount int) ON COMMIT DROP"
+        )
+        with cur.copy("COPY bench_plan (account_id, n, amount) FROM STDIN") as copy:
             for account_id, external_id in accounts:
                 n = per_member.get(external_id, per_member.get("*", 0))
                 if n:
-                    copy.write_row((account_id, n))
+                    copy.write_row((account_id, n, 1 + account_id * 7919 % EARN_AMOUNT_MAX))
         # One row per planned transfer, numbered per account, with the running balance.
         cur.execute(
             """
             CREATE TEMP TABLE bench_rows ON COMMIT DROP AS
-            SELECT p.account_id, a.balance + %s * g.i AS balance_after
+            SELECT p.account_id, p.amount, a.balance + p.amount * g.i AS balance_after
             FROM bench_plan p
             JOIN points_pointaccount a ON a.id = p.account_id
             CROSS JOIN LATERAL generate_series(1, p.n) AS g(i)
-            """,
-            [EARN_AMOUNT],
+            """
         )
         cur.execute(
             """
@@ -101,27 +105,27 @@ def load_transfers(
                 INSERT INTO points_transfer (program_id, debit_account_id, credit_account_id,
                     member_account_id, amount, kind, source, description, reference, actor,
                     member_balance_after, created_at)
-                SELECT %s, %s, account_id, account_id, %s, 'earn', 'Bench', 'bench data', '',
+                SELECT %s, %s, account_id, account_id, amount, 'earn', 'Bench', 'bench data', '',
                     'system:bench', balance_after, now()
                 FROM bench_rows ORDER BY account_id, balance_after
-                RETURNING id, credit_account_id
+                RETURNING id, credit_account_id, amount
             )
             INSERT INTO points_pointlot (account_id, amount, remaining, valid_from, status,
                 transfer_id, source, description, reference, actor, created_at)
-            SELECT credit_account_id, %s, %s, now(), 'active', id, 'Bench', 'bench data', '',
-                'system:bench', now()
+            SELECT credit_account_id, amount, amount, now(), 'active', id, 'Bench', 'bench data',
+                '', 'system:bench', now()
             FROM inserted
             """,
-            [program_id, issued_id, EARN_AMOUNT, EARN_AMOUNT, EARN_AMOUNT],
+            [program_id, issued_id],
         )
         added = cur.rowcount
         cur.execute(
             """
             UPDATE points_pointaccount a
-            SET balance = a.balance + %s * p.n, lifetime_earned = a.lifetime_earned + %s * p.n
+            SET balance = a.balance + p.amount * p.n,
+                lifetime_earned = a.lifetime_earned + p.amount * p.n
             FROM bench_plan p WHERE a.id = p.account_id
-            """,
-            [EARN_AMOUNT, EARN_AMOUNT],
+            """
         )
         _assign_lifetime_tiers(cur, program_id=program_id)
     conn.commit()
