@@ -10,7 +10,9 @@ visibility timeout), and the periodic sweeper sends whatever is due, including m
 broker message was lost.
 
 Writing a message and each delivery attempt run for every partner callback, so their statements
-are written once here (loyalty/sql.py) rather than built by the ORM per call.
+are written once here (loyalty/sql.py) rather than built by the ORM per call. A message that its
+own worker delivers right after commit is written already leased to that worker, and a 2xx is
+recorded in one statement: the common callback costs one statement beyond the POST.
 """
 
 from __future__ import annotations
@@ -69,6 +71,19 @@ _RECORD_SQL = (
     f'UPDATE {_MESSAGES} SET "status" = %s, "delivered_at" = %s, "last_error" = %s, '  # noqa: S608
     '"next_attempt_at" = %s WHERE "id" = %s'
 )
+# A delivered attempt: the attempt row (numbered by the message's attempts) and the message marked
+# delivered. Nothing else is decided on a 2xx, so no locked read comes first; on PostgreSQL the
+# two writes are one statement.
+_INSERT_DELIVERED_ATTEMPT_SQL = (
+    f'INSERT INTO "{DeliveryAttempt._meta.db_table}" ("message_id", "number", "started_at", '  # noqa: S608
+    '"duration_ms", "status_code", "error", "response_excerpt") '
+    f'SELECT "id", "attempts", %s, %s, %s, \'\', %s FROM {_MESSAGES} WHERE "id" = %s'
+)
+_MARK_DELIVERED_SQL = (
+    f'UPDATE {_MESSAGES} SET "status" = %s, "delivered_at" = %s, "last_error" = \'\' '  # noqa: S608
+    'WHERE "id" = %s RETURNING "id"'
+)
+_RECORD_DELIVERED_SQL = f"WITH attempt AS ({_INSERT_DELIVERED_ATTEMPT_SQL}) {_MARK_DELIVERED_SQL}"
 
 
 def outbox_enqueue(
@@ -105,11 +120,17 @@ def outbox_enqueue(
         next_attempt_at=now,
         give_up_at=now + dt.timedelta(seconds=settings.OUTBOX_RETRY_WINDOW_SECONDS),
     )
-    _insert_message(message)
-    message_id = str(message.pk)
     if deliver_in_process:
-        transaction.on_commit(lambda: _deliver_in_process(message_id))
+        # Written leased to this worker for its first attempt (no lease statement after
+        # commit); if the worker dies before recording it, the sweeper sends the message once
+        # the lease runs out, as after any interrupted attempt.
+        message.next_attempt_at = now + dt.timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
+        message.attempts = 1
+    _insert_message(message)
+    if deliver_in_process:
+        transaction.on_commit(lambda: _deliver_in_process(message))
     else:
+        message_id = str(message.pk)
         transaction.on_commit(lambda: dispatch_delivery(message_id))
     return message
 
@@ -127,12 +148,13 @@ def _insert_message(message: OutboxMessage) -> None:
     message._state.db = connection.alias
 
 
-def _deliver_in_process(message_id: str) -> None:
-    """First attempt in this process; anything unexpected leaves the message to the sweeper."""
+def _deliver_in_process(message: OutboxMessage) -> None:
+    """First attempt, in the process that wrote the (leased) message; anything unexpected
+    leaves it to the sweeper."""
     try:
-        outbox_deliver(message_id=message_id)
-    except Exception:  # the message is safe in the database, pending and due
-        logger.warning("outbox: in-process delivery of %s failed", message_id, exc_info=True)
+        _attempt(message)
+    except Exception:  # the message is safe in the database, pending
+        logger.warning("outbox: in-process delivery of %s failed", message.pk, exc_info=True)
 
 
 def dispatch_delivery(message_id: str, countdown: int | None = None) -> None:
@@ -200,7 +222,11 @@ def outbox_deliver(*, message_id: str, now: dt.datetime | None = None) -> Delive
             OutboxMessage.objects.filter(pk=message_id).values_list("status", flat=True).first()
         )
         return DeliveryOutcome(message_id=message_id, sent=False, status=status or "missing")
-    message = _LEASED_COLUMNS.instance(leased)
+    return _attempt(_LEASED_COLUMNS.instance(leased))
+
+
+def _attempt(message: OutboxMessage) -> DeliveryOutcome:
+    """Sign and send a message this process holds the lease of, and record the attempt."""
     body = bytes(message.body)
     headers = dict(message.headers)
     if message.signing_secret:
@@ -244,6 +270,20 @@ def outbox_deliver(*, message_id: str, now: dt.datetime | None = None) -> Delive
 def _record_attempt(
     *, message_id, now, status_code, error, excerpt, duration_ms, retry_after
 ) -> DeliveryOutcome:
+    if status_code is not None and 200 <= status_code < 300:
+        _record_delivered(
+            message_id=message_id,
+            now=now,
+            status_code=status_code,
+            excerpt=excerpt,
+            duration_ms=duration_ms,
+        )
+        return DeliveryOutcome(
+            message_id=str(message_id),
+            sent=True,
+            status=OutboxStatus.DELIVERED,
+            status_code=status_code,
+        )
     with transaction.atomic():
         row = sql.fetch_one(_LOCK_FOR_RECORD_SQL, [sql.param(OutboxMessage, "id", message_id)])
         if row is None:
@@ -264,11 +304,7 @@ def _record_attempt(
             ],
         )
         retry_in = None
-        if status_code is not None and 200 <= status_code < 300:
-            message.status = OutboxStatus.DELIVERED
-            message.delivered_at = now
-            message.last_error = ""
-        elif status_code == 410 or error.startswith("unsafe url"):
+        if status_code == 410 or error.startswith("unsafe url"):
             # 410: the receiver asks us to stop; an unsafe URL will not become safe by waiting.
             message.status = OutboxStatus.DEAD
             message.last_error = error or f"HTTP {status_code}: receiver gone"
@@ -302,6 +338,29 @@ def _record_attempt(
         error=error,
         retry_in=retry_in,
     )
+
+
+def _record_delivered(*, message_id, now, status_code, excerpt, duration_ms) -> None:
+    attempt_params = [
+        sql.param(DeliveryAttempt, "started_at", now - dt.timedelta(milliseconds=duration_ms)),
+        duration_ms,
+        status_code,
+        excerpt,
+        sql.param(OutboxMessage, "id", message_id),
+    ]
+    mark_params = [
+        OutboxStatus.DELIVERED,
+        sql.param(OutboxMessage, "delivered_at", now),
+        sql.param(OutboxMessage, "id", message_id),
+    ]
+    if connection.vendor == "postgresql":  # data-modifying WITH: one statement
+        marked = sql.fetch_one(_RECORD_DELIVERED_SQL, attempt_params + mark_params)
+    else:
+        with transaction.atomic():
+            sql.execute(_INSERT_DELIVERED_ATTEMPT_SQL, attempt_params)
+            marked = sql.fetch_one(_MARK_DELIVERED_SQL, mark_params)
+    if marked is None:
+        raise OutboxMessage.DoesNotExist(f"outbox message {message_id} is gone")
 
 
 def outbox_due_message_ids(*, now: dt.datetime | None = None, limit: int = 500) -> list[str]:

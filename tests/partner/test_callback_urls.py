@@ -4,7 +4,6 @@ checked when the request arrives and again when the callback is delivered."""
 import pytest
 
 from integrations.models import OutboxMessage, OutboxStatus
-from integrations.outbox import outbox_deliver
 from integrations.partner.models import PartnerRequest
 from integrations.partner.services import partner_request_process
 from tests.partner.conftest import point_body, post_points, snapshot
@@ -59,7 +58,7 @@ def test_an_https_url_of_a_public_host_is_accepted(client, token, earn_rule, mem
 
 
 def test_a_host_that_turns_private_after_acceptance_gets_no_callback(
-    client, token, earn_rule, member, public_dns
+    client, token, earn_rule, member, public_dns, django_capture_on_commit_callbacks
 ):
     # Accepted while partner.example resolved to a public address...
     assert (
@@ -68,12 +67,16 @@ def test_a_host_that_turns_private_after_acceptance_gets_no_callback(
         ).status_code
         == 202
     )
-    processed = partner_request_process(partner_request_id=PartnerRequest.objects.get().pk)
+    with django_capture_on_commit_callbacks() as worker_after_commit:
+        processed = partner_request_process(partner_request_id=PartnerRequest.objects.get().pk)
     # ...then it is rebound to loopback: delivery checks again and refuses, sending nothing.
     public_dns["partner.example"] = "127.0.0.1"
 
-    outcome = outbox_deliver(message_id=str(OutboxMessage.objects.get().pk))
+    for callback in worker_after_commit:  # the worker's own first attempt
+        callback()
 
+    message = OutboxMessage.objects.get()
     assert processed.status == "succeeded"
-    assert (outcome.status, outcome.status_code) == (OutboxStatus.DEAD, None)
-    assert "loopback" in outcome.error
+    assert message.status == OutboxStatus.DEAD
+    assert "loopback" in message.last_error
+    assert list(message.attempt_log.values_list("status_code", flat=True)) == [None]

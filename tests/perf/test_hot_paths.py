@@ -25,6 +25,7 @@ from integrations.partner.services import partner_request_process
 from loyalty.engagement.models import MemberTier
 from loyalty.engagement.services import tier_create
 from points import services as point_services
+from tests.conftest import is_postgres
 from tests.partner.conftest import point_body, post_points
 
 pytestmark = pytest.mark.django_db
@@ -85,22 +86,80 @@ def test_a_worker_delivers_the_callback_itself_right_after_commit(
 
     # then the callback has been delivered by that same call, with no task in between
     assert [r.json()["requestId"] for r in receiver.requests] == [body["requestId"]]
+    message = OutboxMessage.objects.get()
+    assert (message.status, message.attempts) == (OutboxStatus.DELIVERED, 1)
+    assert list(message.attempt_log.values_list("number", "status_code")) == [(1, 200)]
 
 
-def test_delivering_a_callback_is_pinned(
-    client, token, earn_rule, member, settings, receiver, django_assert_num_queries
+# Recording a delivered attempt: one statement on PostgreSQL; elsewhere the attempt's insert and
+# the message's update in a transaction (2 savepoint statements inside the test's transaction).
+RECORD_DELIVERED_QUERIES = 1 if is_postgres() else 4
+
+
+def test_the_workers_own_first_attempt_is_pinned(
+    client,
+    token,
+    earn_rule,
+    member,
+    settings,
+    receiver,
+    django_capture_on_commit_callbacks,
+    django_assert_num_queries,
 ):
-    # given a processed earn whose callback waits in the outbox for a local receiver
+    # given an earn processed by a worker, whose callback the worker will send after commit
+    settings.LOYALTY_ALLOW_INSECURE_CALLBACKS = True
+    body = point_body(user_id=member.external_id, rule=earn_rule, callback_url=receiver.url)
+    post_points(client, token, body)
+    with django_capture_on_commit_callbacks() as after_commit:
+        partner_request_process(partner_request_id=PartnerRequest.objects.get().pk)
+
+    # when it does: the message was written leased to it, so it only records the attempt
+    with django_assert_num_queries(RECORD_DELIVERED_QUERIES):
+        for callback in after_commit:
+            callback()
+
+    # then it was delivered
+    assert OutboxMessage.objects.get().status == OutboxStatus.DELIVERED
+    assert [r.json()["requestId"] for r in receiver.requests] == [body["requestId"]]
+
+
+def test_a_message_leased_to_its_worker_waits_for_that_worker(
+    client, token, earn_rule, member, settings, receiver
+):
+    # given a processed earn whose worker has not made its first attempt yet
     settings.LOYALTY_ALLOW_INSECURE_CALLBACKS = True
     body = point_body(user_id=member.external_id, rule=earn_rule, callback_url=receiver.url)
     post_points(client, token, body)
     partner_request_process(partner_request_id=PartnerRequest.objects.get().pk)
     message = OutboxMessage.objects.get()
 
-    # when a worker makes the attempt: take the lease (which returns the message); in the
-    # record's transaction: lock the message, insert the attempt, mark the message; 2 savepoint
-    # statements of that transaction.
-    with django_assert_num_queries(6):
+    # when another worker (a sweep) tries it, and again once the lease has run out
+    early = outbox_deliver(message_id=str(message.pk))
+    late = outbox_deliver(
+        message_id=str(message.pk),
+        now=timezone.now() + dt.timedelta(seconds=settings.OUTBOX_LEASE_SECONDS + 1),
+    )
+
+    # then it waits while the lease holds, and is sent (its second attempt) once it has run out
+    assert (early.sent, early.status) == (False, OutboxStatus.PENDING)
+    assert (late.sent, late.status) == (True, OutboxStatus.DELIVERED)
+    assert list(message.attempt_log.values_list("number", flat=True)) == [2]
+
+
+def test_delivering_a_callback_is_pinned(
+    client, token, earn_rule, member, settings, receiver, django_assert_num_queries
+):
+    # given a callback waiting in the outbox for a local receiver (its worker never tried it)
+    settings.LOYALTY_ALLOW_INSECURE_CALLBACKS = True
+    body = point_body(user_id=member.external_id, rule=earn_rule, callback_url=receiver.url)
+    post_points(client, token, body)
+    partner_request_process(partner_request_id=PartnerRequest.objects.get().pk)
+    message = OutboxMessage.objects.get()
+    OutboxMessage.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
+
+    # when a worker makes the attempt: take the lease (which returns the message), then record
+    # the delivered attempt
+    with django_assert_num_queries(1 + RECORD_DELIVERED_QUERIES):
         outcome = outbox_deliver(message_id=str(message.pk))
 
     # then it was delivered
@@ -119,6 +178,7 @@ def test_callbacks_to_one_receiver_reuse_one_connection(client, token, earn_rule
         # when each is processed and its callback delivered
         for request in PartnerRequest.objects.order_by("pk"):
             partner_request_process(partner_request_id=request.pk)
+        OutboxMessage.objects.update(next_attempt_at=timezone.now())
         for message in OutboxMessage.objects.all():
             assert outbox_deliver(message_id=str(message.pk)).status == OutboxStatus.DELIVERED
     finally:
