@@ -4,6 +4,7 @@
 runs them all against PostgreSQL and Redis.
 """
 
+import importlib
 import itertools
 import os
 from pathlib import Path
@@ -21,7 +22,24 @@ _counter = itertools.count(1)
 
 
 def is_postgres() -> bool:
-    return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    return settings.DATABASES["default"]["ENGINE"] in (
+        "django.db.backends.postgresql",
+        "loyalty.backends.postgresql",
+    )
+
+
+def rerun_data_migration(module: str) -> None:
+    """Run a data migration's RunPython steps again, as `migrate` did.
+
+    Transactional tests flush the database, rows written by migrations included; a test of
+    what a data migration writes calls this first, so it holds in any test order.
+    """
+    from django.apps import apps
+    from django.db.migrations import RunPython
+
+    for operation in importlib.import_module(module).Migration.operations:
+        if isinstance(operation, RunPython):
+            operation.code(apps, None)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -71,14 +71,16 @@ DATABASES = {
     "default": dj_database_url.parse(
         DATABASE_URL,
         conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
-        # A reused connection is checked (SELECT 1) before each request's first query, so a
-        # connection the server dropped is replaced instead of failing the request. It costs a
-        # round trip per request (about a tenth of an EAI request on a busy 2-core machine, see
-        # bench/); without it such a request gets the 503 of DatabaseUnavailableMiddleware.
+        # A reused connection is checked before each request's first query, so a connection
+        # the server dropped is replaced instead of failing the request; without the check such
+        # a request gets the 503 of DatabaseUnavailableMiddleware. On PostgreSQL the check is a
+        # look at the socket (loyalty/backends/postgresql), a SELECT 1 only when it shows data.
         conn_health_checks=env_bool("DB_CONN_HEALTH_CHECKS", True),
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["ENGINE"] = "loyalty.backends.postgresql"
+if DATABASES["default"]["ENGINE"] == "loyalty.backends.postgresql" and env_bool(
     "DB_PREPARED_STATEMENTS", True
 ):
     # The hot paths' hand-written statements (loyalty/sql.py) are prepared on first use on
