@@ -6,6 +6,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from integrations.partner.api import PointBalanceDetailApi
 from points import services as point_services
 from tests.partner.conftest import issue_token
 
@@ -48,6 +49,14 @@ def test_balance_reply_has_every_figure(client, token, org, program, member, pre
         "pending": 7,
         "tier": None,
     }
+
+
+def test_the_reply_has_exactly_the_fields_the_api_documents(client, token, org, member):
+    documented = PointBalanceDetailApi.OutputSerializer().fields
+
+    reply = get(client, token, balance_url("/api/v1", org.pk, member.external_id)).json()
+
+    assert list(reply) == list(documented)
 
 
 def test_a_member_without_an_account_has_zero_balance(client, token, org, program, member):
