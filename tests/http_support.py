@@ -6,11 +6,14 @@ responses, so a test can make the receiver fail twice and then accept.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from standardwebhooks.webhooks import Webhook
 
 
 @dataclass
@@ -19,9 +22,29 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: bytes
+    received_at: float = field(default_factory=time.time)
 
     def json(self):
         return json.loads(self.body)
+
+
+# Standard Webhooks' receivers refuse a timestamp more than 5 minutes from their clock.
+WEBHOOK_TOLERANCE_SECONDS = 5 * 60
+
+
+def verify_webhook_as_received(secret: str, request: RecordedRequest):
+    """Verify a Standard Webhooks delivery as its receiver did when it arrived: the signature
+    (computed by the standardwebhooks library) and the timestamp against the arrival time, not
+    against now (a long test checks its deliveries at its end). Returns the parsed body."""
+    sent_at = int(request.headers["webhook-timestamp"])
+    assert abs(request.received_at - sent_at) <= WEBHOOK_TOLERANCE_SECONDS, "stale timestamp"
+    expected = Webhook(secret).sign(
+        msg_id=request.headers["webhook-id"],
+        timestamp=dt.datetime.fromtimestamp(sent_at, tz=dt.UTC),
+        data=request.body.decode(),
+    )
+    assert expected in request.headers["webhook-signature"].split(" "), "signature mismatch"
+    return request.json()
 
 
 @dataclass

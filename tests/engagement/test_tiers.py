@@ -14,6 +14,7 @@ from loyalty.engagement.models import ActivityEntry, MemberTier, Tier, TierBasis
 from loyalty.engagement.selectors import earn_multiplier_for, member_tiers_get
 from points import services as point_services
 from points.models import PointAccount, ProgramMode
+from tests.conftest import rerun_data_migration
 
 pytestmark = pytest.mark.django_db
 
@@ -224,6 +225,7 @@ def test_tier_status_shows_the_next_tier_and_the_points_to_it(program, member, l
 
 
 def test_the_engagement_jobs_are_scheduled_in_celery_beat():
+    rerun_data_migration("loyalty.engagement.migrations.0003_periodic_jobs")
     from django_celery_beat.models import PeriodicTask
 
     scheduled = dict(

@@ -18,6 +18,7 @@ from loyalty.models import Member
 from points.models import PointAccount, ProgramMode, Transfer, TransferKind
 from points.selectors import balance_get, ledger_verify
 from tests.celery_support import purge_queue, real_broker, running_worker
+from tests.conftest import rerun_data_migration
 from tests.follower.conftest import BALANCES, MasterApi, status_path, token_for
 
 pytestmark = pytest.mark.django_db
@@ -331,6 +332,7 @@ def test_a_token_without_follower_write_gets_403_and_no_job(
 
 
 def test_the_sweeper_is_scheduled_in_celery_beat():
+    rerun_data_migration("integrations.follower.migrations.0002_periodic_jobs")
     task = PeriodicTask.objects.get(task="follower.balance_jobs_sweep")
 
     assert task.enabled

@@ -4,6 +4,7 @@ import pytest
 from django_celery_beat.models import PeriodicTask
 
 from loyalty.celery import app
+from tests.conftest import rerun_data_migration
 
 pytestmark = pytest.mark.django_db
 
@@ -31,6 +32,7 @@ def test_every_partner_endpoint_is_in_the_openapi_schema(client):
 
 
 def test_the_tasks_are_registered_and_the_sweeper_is_scheduled():
+    rerun_data_migration("integrations.partner.migrations.0002_sweeper_job")
     app.loader.import_default_modules()  # what a worker does at start: autodiscovery
 
     assert {"partner.process_request", "partner.sweep_requests"} <= set(app.tasks)
