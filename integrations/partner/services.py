@@ -9,6 +9,14 @@ request processed and does nothing. `partner_requests_sweep` re-dispatches accep
 whose broker message was lost, so a request accepted while the broker or every worker was down
 is processed once they are back.
 
+Accepted requests are processed by drainers: each accepted request belongs to one of
+PARTNER_DRAIN_SLOTS slots (its id modulo the count); accepting wakes the slot's drainer, a Celery
+task that processes the slot's waiting requests in order, one transaction each, until none wait.
+A slot has at most one drainer at a time (a short-lived key in the cache, Redis in production),
+so a burst of requests costs one broker message and one task per slot, not one per request.
+Without a broker (tasks run in-process) or with the cache down, each request is dispatched as
+its own task, as the sweeper does.
+
 Lock order in processing: partner request, rule usage, rule, member account (points.services).
 
 Every accepted request runs the same few statements (judging, storing, the locked read, marking
@@ -23,10 +31,12 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -262,7 +272,7 @@ def partner_request_submit(
         return _repeat(existing, data)
     if refusal is None:
         request_pk = request.pk
-        transaction.on_commit(lambda: partner_request_dispatch(request_pk))
+        transaction.on_commit(lambda: partner_request_wake(request_pk))
     return SubmitResult(request=request, replayed=False)
 
 
@@ -334,6 +344,123 @@ def partner_request_dispatch(partner_request_id: int) -> None:
             partner_request_id,
             exc_info=True,
         )
+
+
+# --- drainers ----------------------------------------------------------------------------------
+
+DEFAULT_DRAIN_SLOTS = 4
+# A drainer holds its slot's key this long and renews it as it goes; a drainer that died frees
+# its slot when the key runs out (its requests are then taken by the next wake or the sweeper).
+DRAIN_LEASE_SECONDS = 15
+# A drainer hands over to a fresh task after this long (time limits, fairness with other tasks).
+DRAIN_TASK_SECONDS = 10
+DRAIN_BATCH = 50
+
+_WAITING_IN_SLOT_SQL = (
+    f'SELECT "id" FROM "{PartnerRequest._meta.db_table}" '  # noqa: S608
+    'WHERE "status" = %s AND "id" %% %s = %s ORDER BY "id" LIMIT %s'
+)
+
+
+def _waiting_in_slot(*, slots: int, slot: int, skipped: list[int], limit: int) -> list[int]:
+    rows = sql.fetch_all(
+        _WAITING_IN_SLOT_SQL, [PartnerRequestStatus.ACCEPTED, slots, slot, limit + len(skipped)]
+    )
+    return [row[0] for row in rows if row[0] not in skipped][:limit]
+
+
+def drain_slots() -> int:
+    return max(1, int(getattr(settings, "PARTNER_DRAIN_SLOTS", DEFAULT_DRAIN_SLOTS)))
+
+
+def drain_key(slot: int) -> str:
+    return f"partner-drain:{slot}"
+
+
+def partner_request_wake(partner_request_id: int) -> None:
+    """After an accept commits: make sure a drainer of the request's slot will process it.
+
+    Publishes a drain task only when the slot has no drainer; a running one sees the request
+    (it committed before this look, and a drainer looks again after freeing its slot).
+    """
+    from integrations.partner.tasks import partner_requests_drain_task
+
+    if partner_requests_drain_task.app.conf.task_always_eager:
+        partner_request_dispatch(partner_request_id)
+        return
+    slot = partner_request_id % drain_slots()
+    try:
+        woken = cache.add(drain_key(slot), "1", timeout=DRAIN_LEASE_SECONDS)
+    except Exception:
+        logger.warning("partner: drain slots unavailable (cache down); dispatching alone")
+        partner_request_dispatch(partner_request_id)
+        return
+    if woken:
+        _publish_drain(slot)
+
+
+def _publish_drain(slot: int) -> None:
+    from integrations.partner.tasks import partner_requests_drain_task
+
+    try:
+        partner_requests_drain_task.delay(slot)
+    except Exception:
+        # The broker is down: free the slot for the next wake; the sweeper resends the rest.
+        logger.warning("partner: could not publish the drain of slot %s", slot, exc_info=True)
+        with contextlib.suppress(Exception):
+            cache.delete(drain_key(slot))
+
+
+def partner_requests_wake_all() -> int:
+    """Free every slot and wake those with requests waiting (a worker starting: slots held by
+    drainers that died with their worker need not run out first). Returns the slots woken."""
+    woken = 0
+    for slot in range(drain_slots()):
+        cache.delete(drain_key(slot))
+        if _waiting_in_slot(slots=drain_slots(), slot=slot, skipped=[], limit=1) and cache.add(
+            drain_key(slot), "1", timeout=DRAIN_LEASE_SECONDS
+        ):
+            _publish_drain(slot)
+            woken += 1
+    return woken
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    processed: int
+    skipped: int  # requests whose processing raised; left accepted for the sweeper
+    handed_over: bool  # the time budget ran out and a fresh task goes on
+
+
+def partner_requests_drain(*, slot: int, seconds: float = DRAIN_TASK_SECONDS) -> DrainResult:
+    """Process the slot's accepted requests in id order until none wait (or `seconds` pass)."""
+    slots, key = drain_slots(), drain_key(slot)
+    deadline = time.monotonic() + seconds
+    processed, skipped = 0, []
+    while True:
+        waiting = _waiting_in_slot(slots=slots, slot=slot, skipped=skipped, limit=DRAIN_BATCH)
+        if not waiting:
+            # Free the slot, then look once more: a request whose wake found the slot taken
+            # committed before that, so it is seen now, or its wake came after the free.
+            cache.delete(key)
+            if not _waiting_in_slot(slots=slots, slot=slot, skipped=skipped, limit=1):
+                return DrainResult(processed, len(skipped), handed_over=False)
+            if not cache.add(key, "1", timeout=DRAIN_LEASE_SECONDS):
+                return DrainResult(processed, len(skipped), handed_over=False)
+            continue
+        for partner_request_id in waiting:
+            try:
+                partner_request_process(partner_request_id=partner_request_id)
+                processed += 1
+            except Exception:
+                # One request must not hold up its slot: it stays accepted for the sweeper.
+                logger.exception("partner: request %s could not be processed", partner_request_id)
+                skipped.append(partner_request_id)
+            if time.monotonic() >= deadline:
+                cache.set(key, "1", timeout=DRAIN_LEASE_SECONDS)
+                _publish_drain(slot)
+                return DrainResult(processed, len(skipped), handed_over=True)
+        cache.touch(key, DRAIN_LEASE_SECONDS)
 
 
 # --- processing ---------------------------------------------------------------------------------

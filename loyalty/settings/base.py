@@ -249,6 +249,9 @@ LOYALTY_SSO_KEY_PUBLISH_AHEAD_SECONDS = env_int("LOYALTY_SSO_KEY_PUBLISH_AHEAD_S
 # Partner Point API (seed 001).
 PARTNER_API_RATE = env_str("PARTNER_API_RATE", "50/s")
 PARTNER_SWEEP_AFTER_SECONDS = env_int("PARTNER_SWEEP_AFTER_SECONDS", 60)
+# Accepted requests are processed by at most this many drainer tasks at once (one per slot);
+# about the workers' total concurrency.
+PARTNER_DRAIN_SLOTS = env_int("PARTNER_DRAIN_SLOTS", 4)
 PARTNER_GIVE_UP_AFTER_SECONDS = env_int("PARTNER_GIVE_UP_AFTER_SECONDS", 24 * 60 * 60)
 PARTNER_SIGNATURE_WINDOW_SECONDS = env_int("PARTNER_SIGNATURE_WINDOW_SECONDS", 300)
 

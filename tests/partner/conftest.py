@@ -11,6 +11,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from integrations.partner.credentials import partner_client_create
+from integrations.partner.models import PartnerRequestStatus
+from integrations.partner.services import PointRequestInput, partner_request_submit
 from points.models import PointRule, RuleKind
 
 PUBLIC_HOST = "partner.example"
@@ -150,3 +152,21 @@ def snapshot(program=None, member=None) -> dict:
     if program is not None and member is not None:
         state["balance"] = balance_get(program=program, member=member)
     return state
+
+
+def submit_accepted(partner, *, rule, member, amount, request_id, callback_url):
+    """Submit a point request through the service, as the API does once its checks pass, and
+    return it accepted."""
+    result = partner_request_submit(
+        client=partner.client,
+        scopes=frozenset(POINT_SCOPES),
+        data=PointRequestInput(
+            user_id=member.external_id,
+            rule_id=str(rule.pk),
+            amount=amount,
+            request_id=request_id,
+            callback_url=callback_url,
+        ),
+    )
+    assert result.request.status == PartnerRequestStatus.ACCEPTED, result.request.reply_body
+    return result.request

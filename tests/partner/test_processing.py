@@ -16,9 +16,7 @@ from standardwebhooks.webhooks import Webhook
 from integrations.models import OutboxMessage, OutboxStatus
 from integrations.partner.models import PartnerRequest, PartnerRequestStatus
 from integrations.partner.services import (
-    PointRequestInput,
     partner_request_process,
-    partner_request_submit,
     partner_requests_sweep,
     period_start,
 )
@@ -26,10 +24,9 @@ from points import services as point_services
 from points.models import LimitPeriod, PointRule, RuleKind, RuleUsage, Transfer
 from points.selectors import balance_get, ledger_verify
 from tests.http_support import RecordingServer
+from tests.partner.conftest import submit_accepted
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("insecure_callbacks")]
-
-ALL_SCOPES = frozenset({"points:earn", "points:burn", "points:read"})
 
 
 @pytest.fixture(scope="module")
@@ -45,19 +42,14 @@ def accept(partner, receiver):
     counter = iter(range(1, 10_000))
 
     def submit(rule, member, amount, request_id=None) -> PartnerRequest:
-        result = partner_request_submit(
-            client=partner.client,
-            scopes=ALL_SCOPES,
-            data=PointRequestInput(
-                user_id=member.external_id,
-                rule_id=str(rule.pk),
-                amount=amount,
-                request_id=request_id or f"req-{next(counter)}",
-                callback_url=f"{receiver.url}/callback",
-            ),
+        return submit_accepted(
+            partner,
+            rule=rule,
+            member=member,
+            amount=amount,
+            request_id=request_id or f"req-{next(counter)}",
+            callback_url=f"{receiver.url}/callback",
         )
-        assert result.request.status == PartnerRequestStatus.ACCEPTED, result.request.reply_body
-        return result.request
 
     return submit
 

@@ -1,0 +1,195 @@
+"""Drainers: accepted requests are processed per slot, in order, by one task at a time per slot.
+
+The publish of drain tasks is recorded here instead of sent; tests/partner/test_end_to_end.py
+runs the same path with a real worker on Redis.
+"""
+
+import pytest
+from django.core.cache import cache
+
+from integrations.partner import services
+from integrations.partner.models import PartnerRequest, PartnerRequestStatus
+from integrations.partner.services import (
+    drain_key,
+    partner_request_wake,
+    partner_requests_drain,
+    partner_requests_wake_all,
+)
+from integrations.partner.tasks import partner_requests_drain_task
+from points.models import Transfer
+from tests.celery_support import real_broker
+from tests.partner.conftest import CALLBACK_URL, submit_accepted
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("public_dns")]
+
+
+@pytest.fixture
+def slots(settings):
+    settings.PARTNER_DRAIN_SLOTS = 2
+    cache.delete_many([drain_key(slot) for slot in range(2)])
+    yield 2
+    cache.delete_many([drain_key(slot) for slot in range(2)])
+
+
+@pytest.fixture
+def published(monkeypatch):
+    """Drain tasks published (slots), with a broker in use (tasks not run in-process)."""
+    sent: list[int] = []
+    monkeypatch.setattr(partner_requests_drain_task, "delay", sent.append)
+    with real_broker():
+        yield sent
+
+
+@pytest.fixture
+def accept(partner, earn_rule, member):
+    counter = iter(range(1, 1000))
+
+    def submit() -> PartnerRequest:
+        return submit_accepted(
+            partner,
+            rule=earn_rule,
+            member=member,
+            amount=10,
+            request_id=f"drain-{next(counter)}",
+            callback_url=CALLBACK_URL,
+        )
+
+    return submit
+
+
+def in_slot(accept, slot: int, slots: int) -> PartnerRequest:
+    """Accept requests until one falls in `slot` (ids are the database's)."""
+    while (request := accept()).pk % slots != slot:
+        pass
+    return request
+
+
+def test_a_drain_processes_its_slots_requests_in_order_and_frees_the_slot(slots, accept):
+    # given accepted requests in both slots, and slot 0 held by its drainer
+    requests = [accept() for _ in range(6)]
+    cache.add(drain_key(0), "1")
+
+    # when slot 0 is drained
+    result = partner_requests_drain(slot=0)
+
+    # then its requests succeeded, in id order; slot 1's still wait; the slot is free
+    mine = [r.pk for r in requests if r.pk % slots == 0]
+    others = [r.pk for r in requests if r.pk % slots == 1]
+    assert result.processed == len(mine) and not result.handed_over
+    succeeded = PartnerRequest.objects.filter(status=PartnerRequestStatus.SUCCEEDED)
+    assert sorted(succeeded.values_list("pk", flat=True)) == mine
+    transfers = [r.transfer_id for r in succeeded.order_by("pk")]
+    assert transfers == sorted(transfers)
+    assert set(PartnerRequest.objects.filter(pk__in=others).values_list("status", flat=True)) == {
+        PartnerRequestStatus.ACCEPTED
+    }
+    assert cache.get(drain_key(0)) is None
+
+
+def test_a_wake_publishes_one_drain_per_slot_until_its_drainer_frees_it(slots, accept, published):
+    # given requests in slot 0 (twice) and slot 1
+    first, second = in_slot(accept, 0, slots), in_slot(accept, 0, slots)
+    third = in_slot(accept, 1, slots)
+
+    # when each one's accept wakes its slot
+    for request in (first, second, third):
+        partner_request_wake(request.pk)
+
+    # then one drain per slot was published: the second found slot 0 taken
+    assert published == [0, 1]
+
+    # and once slot 0's drainer has processed its requests and freed the slot, a new request
+    # on it publishes again
+    partner_requests_drain(slot=0)
+    partner_request_wake(in_slot(accept, 0, slots).pk)
+    assert published == [0, 1, 0]
+
+
+def test_a_request_whose_wake_found_the_slot_taken_is_seen_by_the_drainer(slots, accept, published):
+    # given a drainer of slot 0 at work, and a request accepted meanwhile whose wake finds the
+    # slot taken (no new drain is published)
+    cache.add(drain_key(0), "1")
+    late = in_slot(accept, 0, slots)
+    partner_request_wake(late.pk)
+    assert published == []
+
+    # when the drainer looks for work
+    partner_requests_drain(slot=0)
+
+    # then it processed the request
+    late.refresh_from_db()
+    assert late.status == PartnerRequestStatus.SUCCEEDED
+
+
+def test_a_request_whose_processing_raises_is_left_for_the_sweeper(slots, accept, monkeypatch):
+    # given three requests in slot 0, the first of which cannot be processed
+    broken, *fine = [in_slot(accept, 0, slots) for _ in range(3)]
+    process = services.partner_request_process
+
+    def failing(*, partner_request_id, **kwargs):
+        if partner_request_id == broken.pk:
+            raise RuntimeError("a bug in processing")
+        return process(partner_request_id=partner_request_id, **kwargs)
+
+    monkeypatch.setattr(services, "partner_request_process", failing)
+
+    # when the slot is drained
+    result = partner_requests_drain(slot=0)
+
+    # then the others were processed, the broken one waits (accepted), and the slot is free
+    assert (result.processed, result.skipped) == (2, 1)
+    statuses = dict(PartnerRequest.objects.values_list("pk", "status"))
+    assert statuses[broken.pk] == PartnerRequestStatus.ACCEPTED
+    assert {statuses[r.pk] for r in fine} == {PartnerRequestStatus.SUCCEEDED}
+    assert cache.get(drain_key(0)) is None
+
+
+def test_a_drain_out_of_time_hands_over_to_a_fresh_task_and_keeps_its_slot(
+    slots, accept, published
+):
+    # given two requests in slot 0
+    in_slot(accept, 0, slots), in_slot(accept, 0, slots)
+    cache.add(drain_key(0), "1")
+
+    # when a drain has no time left after its first request
+    result = partner_requests_drain(slot=0, seconds=0)
+
+    # then it processed one, published its successor, and still holds the slot
+    assert (result.processed, result.handed_over) == (1, True)
+    assert published == [0]
+    assert cache.get(drain_key(0)) == "1"
+    assert Transfer.objects.count() == 1
+
+
+def test_with_the_cache_down_each_request_is_dispatched_alone(
+    slots, accept, published, monkeypatch
+):
+    # given a cache (Redis) that does not answer
+    def down(*args, **kwargs):
+        raise ConnectionError("cache down")
+
+    monkeypatch.setattr(cache, "add", down)
+    dispatched: list[int] = []
+    monkeypatch.setattr(services, "partner_request_dispatch", dispatched.append)
+    request = accept()
+
+    # when its accept wakes the slot
+    partner_request_wake(request.pk)
+
+    # then the request went to the broker on its own, as the sweeper sends it
+    assert (published, dispatched) == ([], [request.pk])
+
+
+def test_a_starting_worker_frees_the_slots_and_wakes_those_with_requests(slots, accept, published):
+    # given both slots held by drainers that died, and a request waiting in slot 1 only
+    cache.add(drain_key(0), "1")
+    cache.add(drain_key(1), "1")
+    waiting = in_slot(accept, 1, slots)
+    PartnerRequest.objects.exclude(pk=waiting.pk).update(status=PartnerRequestStatus.FAILED)
+
+    # when a worker starts
+    woken = partner_requests_wake_all()
+
+    # then slot 1 has a new drainer and slot 0 is free
+    assert (woken, published) == (1, [1])
+    assert cache.get(drain_key(0)) is None
