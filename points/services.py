@@ -161,6 +161,17 @@ _ACTIVE_LOTS_SQL = (
     f"ORDER BY {_L.valid_to} ASC NULLS LAST, {_L.id} LIMIT %s"
 )
 _LOT_REMAINING_SQL = f"UPDATE {_L.table} SET {_L.remaining} = %s WHERE {_L.id} = %s"  # noqa: S608
+# The common debit: the first lot in spending order holds enough. One statement takes the
+# points from it (closing it when it is used up); no row when it does not hold enough.
+_TAKE_FROM_FIRST_LOT_SQL = (
+    f"UPDATE {_L.table} SET {_L.remaining} = {_L.remaining} - %s, "  # noqa: S608
+    f"{_L.status} = CASE WHEN {_L.remaining} = %s THEN {_literal(LotStatus.CLOSED)} "
+    f"ELSE {_L.status} END "
+    f"WHERE {_L.id} = (SELECT {_L.id} FROM {_L.table} "
+    f"WHERE {_L.account} = %s AND {_L.status} = {_literal(LotStatus.ACTIVE)} "
+    f"AND {_L.remaining} > 0 ORDER BY {_L.valid_to} ASC NULLS LAST, {_L.id} LIMIT 1) "
+    f"AND {_L.remaining} >= %s RETURNING {_L.id}"
+)
 _HOLD_RESOLVE_SQL = (
     f"UPDATE {_H.table} SET {_H.status} = %s, {_H.resolved_at} = %s, {_H.resolved_by} = %s "  # noqa: S608
     f"WHERE {_H.id} = %s"
@@ -353,8 +364,11 @@ def _consume_lots(*, account: PointAccount, amount: int) -> None:
 
     Every active lot holds at least one point, so the first `amount` lots in that order are
     all that can be needed: they are read in one query (at most 500 at a time), the ones used
-    up are closed by one UPDATE and the one left part-used (at most one) by another.
+    up are closed by one UPDATE and the one left part-used (at most one) by another. When the
+    first lot holds enough (the usual small debit), one statement does it all.
     """
+    if sql.fetch_one(_TAKE_FROM_FIRST_LOT_SQL, [amount, amount, account.pk, amount]):
+        return
     left = amount
     while left:
         lots = sql.fetch_all(_ACTIVE_LOTS_SQL, [account.pk, min(left, 500)])

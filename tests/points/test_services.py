@@ -111,6 +111,35 @@ def test_burn_consumes_soonest_expiring_lots_first(program, member):
     assert_ledger_clean(program)
 
 
+@pytest.mark.parametrize(
+    ("amount", "soon_after", "late_after"),
+    [
+        (20, (30, LotStatus.ACTIVE), (50, LotStatus.ACTIVE)),  # the first lot holds enough
+        (50, (0, LotStatus.CLOSED), (50, LotStatus.ACTIVE)),  # ... exactly: it is used up
+        (60, (0, LotStatus.CLOSED), (40, LotStatus.ACTIVE)),  # it does not: on to the next
+    ],
+)
+def test_a_burn_takes_from_the_first_lot_and_goes_on_only_when_it_falls_short(
+    program, member, amount, soon_after, late_after
+):
+    now = timezone.now()
+    late = services.earn(
+        program=program, member=member, amount=50, valid_to=now + dt.timedelta(days=90), now=now
+    ).lot
+    soon = services.earn(
+        program=program, member=member, amount=50, valid_to=now + dt.timedelta(days=10), now=now
+    ).lot
+
+    services.burn(program=program, member=member, amount=amount)
+
+    soon.refresh_from_db(), late.refresh_from_db()
+    assert ((soon.remaining, soon.status), (late.remaining, late.status)) == (
+        soon_after,
+        late_after,
+    )
+    assert_ledger_clean(program)
+
+
 def test_burn_beyond_available_is_refused_and_changes_nothing(program, member):
     services.earn(program=program, member=member, amount=30)
     services.hold_create(
