@@ -703,22 +703,32 @@ def hold_create(
     amount = _check_amount(amount)
     _refuse_follower(program)
     now = now or timezone.now()
+    hold = Hold(
+        program=program,
+        amount=amount,
+        owner=owner,
+        transaction_id=transaction_id,
+        description=description[:500],
+        expires_at=now + dt.timedelta(seconds=program.hold_ttl_seconds),
+    )
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        # The common case as one statement, atomic on its own (no BEGIN and COMMIT round
+        # trips): earmark the points on the account (its row lock, the available check) and
+        # insert the hold. A taken transaction id fails the whole statement (nothing written);
+        # no account or too few points insert nothing. The checks below answer both.
+        try:
+            if _earmark_and_hold(hold, member=member):
+                return HoldResult(hold=hold)
+        except IntegrityError:
+            pass
     with transaction.atomic():
-        # The common case in two statements: one conditional UPDATE locks the account, checks
-        # the available points and earmarks them; then the hold goes in unless its transaction
-        # id is taken (the unique constraint decides, no savepoint needed). Lock order stays
+        # The same in two statements: one conditional UPDATE locks the account, checks the
+        # available points and earmarks them; then the hold goes in unless its transaction id
+        # is taken (the unique constraint decides, no savepoint needed). Lock order stays
         # account, then hold.
         account_id = _earmark(program=program, member=member, amount=amount)
         if account_id is not None:
-            hold = Hold(
-                program=program,
-                account_id=account_id,
-                amount=amount,
-                owner=owner,
-                transaction_id=transaction_id,
-                description=description[:500],
-                expires_at=now + dt.timedelta(seconds=program.hold_ttl_seconds),
-            )
+            hold.account_id = account_id
             if insert_unless_conflict(hold):
                 return HoldResult(hold=hold)
             # The transaction id is taken: give the points back; the checks below answer.
@@ -763,6 +773,43 @@ def _hold_create_checked(
         # The same transaction id was just used on another member's account.
         raise HoldConflict() from None
     return HoldResult(hold=hold)
+
+
+@cache
+def _earmark_and_hold_statement() -> tuple[str, list]:
+    """_EARMARK_SQL and the hold's INSERT in one statement (PostgreSQL: data-modifying WITH);
+    the hold's account is the earmarked one. Returns the hold's id and account id."""
+    meta = Hold._meta
+    fields = [field for field in meta.concrete_fields if not field.db_returning]
+    account = meta.get_field("account")
+    columns = ", ".join(f'"{field.column}"' for field in fields)
+    values = ", ".join('earmarked."id"' if field is account else "%s" for field in fields)
+    statement = (
+        f"WITH earmarked AS ({_EARMARK_SQL}) "  # noqa: S608
+        f'INSERT INTO "{meta.db_table}" ({columns}) SELECT {values} FROM earmarked '
+        f'RETURNING "{meta.pk.column}", "{account.column}"'
+    )
+    return statement, [field for field in fields if field is not account]
+
+
+def _earmark_and_hold(hold: Hold, *, member: Member) -> bool:
+    """Run _earmark_and_hold_statement for the unsaved hold; True (and the hold saved) when the
+    points were earmarked and the hold inserted. Raises IntegrityError for a taken id."""
+    statement, fields = _earmark_and_hold_statement()
+    values = [field.get_db_prep_save(field.pre_save(hold, True), connection) for field in fields]
+    earmark = [
+        hold.amount,
+        hold.program_id,
+        sql.param(PointAccount, "member", member.pk),
+        hold.amount,
+    ]
+    row = sql.fetch_one(statement, earmark + values)
+    if row is None:
+        return False
+    hold.pk, hold.account_id = row
+    hold._state.adding = False
+    hold._state.db = connection.alias
+    return True
 
 
 def _earmark(*, program: PointProgram, member: Member, amount: int) -> int | None:

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from points import services
-from points.exceptions import HoldAlreadyResolved, InsufficientPoints
+from points.exceptions import HoldAlreadyResolved, HoldConflict, InsufficientPoints
 from points.models import Hold, HoldStatus, Transfer
 from points.selectors import balance_get, ledger_verify
 from tests.concurrency_support import run_together
@@ -31,6 +31,60 @@ def test_100_holds_of_one_point_on_50_available_give_exactly_50(program, member)
     balance = balance_get(program=program, member=member)
     assert (balance.balance, balance.held, balance.available) == (50, 50, 0)
     assert Hold.objects.filter(status=HoldStatus.HELD).count() == 50
+    assert ledger_verify().ok, ledger_verify().mismatches
+
+
+def test_one_transaction_id_raced_gives_one_hold_and_replays(program, member):
+    # given a member with points, and twenty vendor retries of one commit at once
+    services.earn(program=program, member=member, amount=50)
+
+    results = []
+    outcomes = run_together(
+        lambda: results.append(
+            services.hold_create(
+                program=program, member=member, amount=7, owner=VENDOR, transaction_id="same"
+            )
+        )
+        for _ in range(20)
+    )
+
+    # then one hold earmarks the points once, and every other call is answered as its repeat
+    assert outcomes == Counter({"ok": 20})
+    assert sorted(result.replayed for result in results) == [False] + [True] * 19
+    assert len({result.hold.pk for result in results}) == 1
+    assert balance_get(program=program, member=member).held == 7
+    assert ledger_verify().ok, ledger_verify().mismatches
+
+
+def test_a_hold_outside_a_transaction_is_one_statement_and_refusals_change_nothing(
+    program, member, django_assert_num_queries
+):
+    # given a member with points whose account exists
+    services.earn(program=program, member=member, amount=50)
+
+    # when a vendor commits outside any transaction (as the EAI API does): one statement
+    with django_assert_num_queries(1):
+        result = services.hold_create(
+            program=program, member=member, amount=20, owner=VENDOR, transaction_id="one"
+        )
+    assert (result.replayed, result.hold.account.member_id) == (False, member.pk)
+
+    # then a repeat replays, a reuse with another amount conflicts, too many points are refused
+    again = services.hold_create(
+        program=program, member=member, amount=20, owner=VENDOR, transaction_id="one"
+    )
+    assert (again.replayed, again.hold.pk) == (True, result.hold.pk)
+    with pytest.raises(HoldConflict):
+        services.hold_create(
+            program=program, member=member, amount=21, owner=VENDOR, transaction_id="one"
+        )
+    with pytest.raises(InsufficientPoints):
+        services.hold_create(
+            program=program, member=member, amount=31, owner=VENDOR, transaction_id="two"
+        )
+    balance = balance_get(program=program, member=member)
+    assert (balance.balance, balance.held) == (50, 20)
+    assert Hold.objects.count() == 1
     assert ledger_verify().ok, ledger_verify().mismatches
 
 
