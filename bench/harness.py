@@ -321,6 +321,61 @@ class Pgbench:
 # --- profiles (py-spy, when installed) ----------------------------------------------------------
 
 
+class CpuMeter:
+    """CPU time each part of the machine spent during a workload, read from /proc (Linux): the
+    web server and the workers (each with its child processes), PostgreSQL's processes and the
+    callback sink (this process). Divided by the workload's requests it says where the
+    machine's two cores went; wrk's own share is not counted (it has exited when it is read)."""
+
+    def __init__(self, web: subprocess.Popen, worker: subprocess.Popen):
+        self.roots = {"web": web.pid, "workers": worker.pid}
+        self.ticks_per_s = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.started: dict[str, int] | None = None
+
+    @staticmethod
+    def _processes() -> dict[int, tuple[int, str, int]]:
+        """pid -> (parent pid, command, user + system ticks), for every process we may read."""
+        table = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                raw = (entry / "stat").read_text()
+            except OSError:
+                continue
+            command = raw[raw.index("(") + 1 : raw.rindex(")")]
+            fields = raw[raw.rindex(")") + 2 :].split()
+            table[int(entry.name)] = (int(fields[1]), command, int(fields[11]) + int(fields[12]))
+        return table
+
+    def _read(self) -> dict[str, int]:
+        table = self._processes()
+        children: dict[int, list[int]] = {}
+        for pid, (parent, _, _) in table.items():
+            children.setdefault(parent, []).append(pid)
+
+        def tree(pid: int) -> int:
+            return table.get(pid, (0, "", 0))[2] + sum(tree(c) for c in children.get(pid, []))
+
+        ticks = {name: tree(pid) for name, pid in self.roots.items()}
+        ticks["postgres"] = sum(t for _, c, t in table.values() if c == "postgres")
+        # This process: the callback sink's threads (the harness itself mostly waits).
+        ticks["sink"] = table.get(os.getpid(), (0, "", 0))[2]
+        return ticks
+
+    def start(self) -> None:
+        self.started = self._read() if Path("/proc/self/stat").exists() else None
+
+    def per_request_ms(self, requests: int) -> dict | None:
+        if self.started is None or not requests:
+            return None
+        now = self._read()
+        return {
+            name: round(1000 * (now[name] - self.started[name]) / self.ticks_per_s / requests, 2)
+            for name in now
+        }
+
+
 class Profiler:
     """Samples the platform's processes during a workload with py-spy, if it is installed.
 
@@ -757,6 +812,7 @@ def run(config: Config) -> Results:
     sink = CallbackSink()
     reference = Pgbench(config)
     profiler = Profiler(config.profile, workdir)
+    cpu = CpuMeter(web, worker)
     try:
         _wait_http(f"{base}/healthz")
         partner_token = _token(base, demo["partner"]["client_id"], demo["partner"]["client_secret"])
@@ -799,6 +855,7 @@ def run(config: Config) -> Results:
         _wait_idle(config)
         _mark(results, "eai_pairs")
         profiler.start("eai_pairs", [web], config.duration)
+        cpu.start()
         eai = wrk(
             config,
             "eai_pairs.lua",
@@ -816,6 +873,7 @@ def run(config: Config) -> Results:
             "non2xx": eai.non2xx,
             "statuses": eai.statuses,
             "ratio_to_tpcb": round(pairs / tpcb, 3),
+            "cpu_ms_per_request": cpu.per_request_ms(eai.ok),
             "profile": profiler.summary(),
         }
         _wait_idle(config)
@@ -844,6 +902,7 @@ def run(config: Config) -> Results:
         _wait_idle(config)
         _mark(results, "partner_earn")
         profiler.start("partner_earn", [web, worker], config.duration)
+        cpu.start()
         earn = wrk(
             config,
             "partner_earn.lua",
@@ -852,6 +911,8 @@ def run(config: Config) -> Results:
             duration=config.duration,
         )
         _wait_for_callbacks(config, sink, run_id, timeout=120)
+        # Accepting, processing and calling back every request of the run.
+        earn_cpu = cpu.per_request_ms(earn.ok)
         latencies, accepted, missing = _e2e_latencies(config, sink, run_id)
         results.workloads["partner_earn"] = {
             "accepted_per_s": round(earn.rate, 1),
@@ -870,6 +931,7 @@ def run(config: Config) -> Results:
             "non2xx": earn.non2xx,
             "statuses": earn.statuses,
             "ratio_to_tpcb": round(earn.rate / tpcb, 3),
+            "cpu_ms_per_request": earn_cpu,
             "profile": profiler.summary(),
         }
         _wait_idle(config)
@@ -911,7 +973,9 @@ def run(config: Config) -> Results:
         wrk(config, "get_paths.lua", "/", read_env, duration=config.warmup)
         _mark(results, "balance_reads")
         profiler.start("balance_reads", [web], config.duration)
+        cpu.start()
         reads = wrk(config, "get_paths.lua", "/", read_env, duration=config.duration)
+        reads_cpu = cpu.per_request_ms(reads.ok)
         results.workloads["balance_reads"] = {
             "requests_per_s": round(reads.rate, 1),
             "p50_ms": reads.p50_ms,
@@ -919,6 +983,7 @@ def run(config: Config) -> Results:
             "non2xx": reads.non2xx,
             "statuses": reads.statuses,
             "ratio_to_select_only": round(reads.rate / select_only, 3),
+            "cpu_ms_per_request": reads_cpu,
             "profile": profiler.summary(),
         }
 
@@ -1131,6 +1196,19 @@ def render_markdown(results: Results) -> str:
         f"verify_ledger: {results.checks.get('verify_ledger')}",
         "",
     ]
+    cpu = {name: w[name].get("cpu_ms_per_request") for name in w if isinstance(w[name], dict)}
+    if any(cpu.values()):
+        lines += [
+            "CPU time per successful request, by process (/proc; a partner earn's includes its "
+            "processing and callback):",
+            "",
+        ]
+        for name, parts in cpu.items():
+            if parts:
+                lines.append(
+                    f"- {name}: " + ", ".join(f"{part} {ms} ms" for part, ms in parts.items())
+                )
+        lines.append("")
     profiles = {name: w[name].get("profile") for name in w if isinstance(w[name], dict)}
     if any(profiles.values()):
         lines += ["## Where the time goes (py-spy samples of the platform's processes)", ""]
