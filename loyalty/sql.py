@@ -86,6 +86,12 @@ def execute(sql: str, params: Sequence = (), connection=default_connection) -> i
         return cur.rowcount
 
 
+def execute_many(sql: str, rows: Sequence[Sequence], connection=default_connection) -> None:
+    """Run a statement once per row, as one batch (psycopg pipelines it on PostgreSQL)."""
+    with cursor(connection) as cur:
+        cur.executemany(sql, rows)
+
+
 def param(model: type[Model], field_name: str, value, connection=default_connection):
     """`value` as the database stores `model.field_name` (a UUID is hex text on SQLite)."""
     return model._meta.get_field(field_name).get_db_prep_value(value, connection)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -43,7 +44,7 @@ from django.utils import timezone
 from oauth2_provider.models import get_application_model
 
 from integrations.models import ApiClient
-from integrations.outbox import outbox_enqueue
+from integrations.outbox import OutboxSpec, outbox_enqueue_many
 from integrations.partner.exceptions import (
     InsufficientBalance,
     InsufficientScope,
@@ -355,6 +356,9 @@ DRAIN_LEASE_SECONDS = 15
 # A drainer hands over to a fresh task after this long (time limits, fairness with other tasks).
 DRAIN_TASK_SECONDS = 10
 DRAIN_BATCH = 50
+# Requests a drainer processes in one transaction (one locked read, one batch of outcomes and
+# callbacks, one commit); their members' accounts stay locked until it commits.
+DRAIN_TRANSACTION_SIZE = 10
 
 _WAITING_IN_SLOT_SQL = (
     f'SELECT "id" FROM "{PartnerRequest._meta.db_table}" '  # noqa: S608
@@ -448,14 +452,22 @@ def partner_requests_drain(*, slot: int, seconds: float = DRAIN_TASK_SECONDS) ->
             if not cache.add(key, "1", timeout=DRAIN_LEASE_SECONDS):
                 return DrainResult(processed, len(skipped), handed_over=False)
             continue
-        for partner_request_id in waiting:
+        for start in range(0, len(waiting), DRAIN_TRANSACTION_SIZE):
+            chunk = waiting[start : start + DRAIN_TRANSACTION_SIZE]
             try:
-                partner_request_process(partner_request_id=partner_request_id)
-                processed += 1
+                processed += partner_requests_process_batch(partner_request_ids=chunk)
             except Exception:
-                # One request must not hold up its slot: it stays accepted for the sweeper.
-                logger.exception("partner: request %s could not be processed", partner_request_id)
-                skipped.append(partner_request_id)
+                logger.warning("partner: a batch failed; processing it one by one", exc_info=True)
+                for partner_request_id in chunk:
+                    try:
+                        partner_request_process(partner_request_id=partner_request_id)
+                        processed += 1
+                    except Exception:
+                        # One request must not hold up its slot: the sweeper takes it up.
+                        logger.exception(
+                            "partner: request %s could not be processed", partner_request_id
+                        )
+                        skipped.append(partner_request_id)
             if time.monotonic() >= deadline:
                 cache.set(key, "1", timeout=DRAIN_LEASE_SECONDS)
                 _publish_drain(slot)
@@ -492,7 +504,7 @@ _CLIENT_COLUMNS = sql.Columns(ApiClient)
 _APPLICATION_COLUMNS = sql.Columns(get_application_model(), ["id", "client_id"])
 # The request, locked (only its own row), with what processing it uses: its organisation, its
 # client (and the client's client_id), its rule with the program, its member.
-_LOCKED_REQUEST_SQL = (
+_LOCKED_REQUESTS_FROM = (
     f"SELECT {_REQUEST_COLUMNS.select('req')}, {_ORGANIZATION_COLUMNS.select('o')}, "  # noqa: S608
     f"{_CLIENT_COLUMNS.select('c')}, {_APPLICATION_COLUMNS.select('app')}, "
     f"{_RULE_COLUMNS.select('r')}, {_PROGRAM_COLUMNS.select('p')}, "
@@ -504,8 +516,20 @@ _LOCKED_REQUEST_SQL = (
     f'LEFT JOIN "{PointRule._meta.db_table}" r ON r."id" = req."rule_id" '
     f'LEFT JOIN "{PointProgram._meta.db_table}" p ON p."id" = r."program_id" '
     f'LEFT JOIN "{Member._meta.db_table}" m ON m."id" = req."member_id" '
-    'WHERE req."id" = %s' + sql.for_update(of="req")
 )
+_LOCKED_REQUEST_SQL = _LOCKED_REQUESTS_FROM + 'WHERE req."id" = %s' + sql.for_update(of="req")
+
+
+@functools.cache
+def _locked_requests_sql(count: int) -> str:
+    """_LOCKED_REQUEST_SQL for `count` requests, in member order (the order in which their
+    accounts are then locked: two drainers never wait on each other's accounts in a cycle)."""
+    return (
+        f'{_LOCKED_REQUESTS_FROM}WHERE req."id" IN ({", ".join(["%s"] * count)}) '
+        'ORDER BY req."member_id", req."id"' + sql.for_update(of="req")
+    )
+
+
 _FINISH_SQL = (
     f'UPDATE "{PartnerRequest._meta.db_table}" SET "status" = %s, "point" = %s, '  # noqa: S608
     '"transfer_id" = %s, "failure_code" = %s, "error_message" = %s, "processed_at" = %s '
@@ -518,6 +542,10 @@ def _locked_request(partner_request_id: int) -> PartnerRequest:
     row = sql.fetch_one(_LOCKED_REQUEST_SQL, [partner_request_id])
     if row is None:
         raise PartnerRequest.DoesNotExist(f"partner request {partner_request_id} does not exist")
+    return _request_from_row(row)
+
+
+def _request_from_row(row) -> PartnerRequest:
     request, organization, client, application, rule, program, member = sql.instances(
         row,
         _REQUEST_COLUMNS,
@@ -554,31 +582,73 @@ def partner_request_process(
         request = _locked_request(partner_request_id)
         if request.status != PartnerRequestStatus.ACCEPTED:
             return request
-        rule, member, client = request.rule, request.member, request.client
-        amount = capped_amount(rule=rule, amount=request.amount)
-        # A savepoint when the rule counts usage or budget before the ledger moves: a failure
-        # undoes them. Without either, the ledger's own transaction is the only write to undo.
-        counts_usage = rule.member_limit is not None or rule.total_budget is not None
-        try:
-            with transaction.atomic() if counts_usage else contextlib.nullcontext():
-                transfer = _apply(request=request, rule=rule, member=member, amount=amount)
-        except _ProcessingFailed as failure:
-            _finish(request, now=now, failure_code=failure.code, error_message=failure.message)
-        except InsufficientPoints:
-            _finish(
-                request,
-                now=now,
-                failure_code="insufficient_balance",
-                error_message=INSUFFICIENT_BALANCE_MESSAGE,
-            )
-        except PointsError as exc:
-            logger.warning("partner: request %s failed in the ledger: %s", request.pk, exc)
-            _finish(request, now=now, failure_code=exc.code, error_message=UNEXPECTED_MESSAGE)
-        else:
-            _finish(request, now=now, point=amount, transfer=transfer)
-        # Processing runs in a worker: it makes the first delivery attempt itself.
-        _enqueue_callback(request=request, client=client, now=now, deliver_in_process=True)
+        _settle(request, now=now)
+        _write_outcomes([request], now=now)
     return request
+
+
+def partner_requests_process_batch(
+    *, partner_request_ids: list[int], now: dt.datetime | None = None
+) -> int:
+    """partner_request_process for several requests in one transaction: one locked read, one
+    batch of outcomes and callbacks, one commit. Returns how many were processed (those still
+    accepted). Raises whatever one of them raises, and then none is processed: the caller goes
+    on one by one."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        rows = sql.fetch_all(_locked_requests_sql(len(partner_request_ids)), partner_request_ids)
+        requests = [
+            request
+            for request in map(_request_from_row, rows)
+            if request.status == PartnerRequestStatus.ACCEPTED
+        ]
+        for request in requests:
+            _settle(request, now=now)
+        _write_outcomes(requests, now=now)
+    return len(requests)
+
+
+def _settle(request: PartnerRequest, *, now: dt.datetime) -> None:
+    """Apply the locked, accepted request in the ledger and set its outcome on it (written by
+    _write_outcomes in the same transaction)."""
+    rule, member = request.rule, request.member
+    amount = capped_amount(rule=rule, amount=request.amount)
+    # A savepoint when the rule counts usage or budget before the ledger moves: a failure
+    # undoes them. Without either, the ledger's own transaction is the only write to undo.
+    counts_usage = rule.member_limit is not None or rule.total_budget is not None
+    try:
+        with transaction.atomic() if counts_usage else contextlib.nullcontext():
+            transfer = _apply(request=request, rule=rule, member=member, amount=amount)
+    except _ProcessingFailed as failure:
+        _set_outcome(request, now=now, failure_code=failure.code, error_message=failure.message)
+    except InsufficientPoints:
+        _set_outcome(
+            request,
+            now=now,
+            failure_code="insufficient_balance",
+            error_message=INSUFFICIENT_BALANCE_MESSAGE,
+        )
+    except PointsError as exc:
+        logger.warning("partner: request %s failed in the ledger: %s", request.pk, exc)
+        _set_outcome(request, now=now, failure_code=exc.code, error_message=UNEXPECTED_MESSAGE)
+    else:
+        _set_outcome(request, now=now, point=amount, transfer=transfer)
+
+
+def _write_outcomes(requests: list[PartnerRequest], *, now: dt.datetime) -> None:
+    """Write the settled requests' outcomes and their callbacks. Processing runs in a worker:
+    it makes each callback's first delivery attempt itself, after commit."""
+    if not requests:
+        return
+    rows = [_finish_row(request) for request in requests]
+    if len(rows) == 1:
+        sql.execute(_FINISH_SQL, rows[0])
+    else:
+        sql.execute_many(_FINISH_SQL, rows)
+    outbox_enqueue_many(
+        [_callback_spec(request=request, client=request.client, now=now) for request in requests],
+        deliver_in_process=True,
+    )
 
 
 def _apply(*, request: PartnerRequest, rule: PointRule, member: Member, amount: int):
@@ -630,7 +700,7 @@ def _take_member_allowance(*, rule: PointRule, member: Member, amount: int, at) 
     )
 
 
-def _finish(
+def _set_outcome(
     request: PartnerRequest,
     *,
     now: dt.datetime,
@@ -647,18 +717,19 @@ def _finish(
     request.failure_code = failure_code
     request.error_message = error_message
     request.processed_at = now
-    sql.execute(
-        _FINISH_SQL,
-        [
-            request.status,
-            point,
-            request.transfer_id,
-            failure_code,
-            error_message,
-            sql.param(PartnerRequest, "processed_at", now),
-            request.pk,
-        ],
-    )
+
+
+def _finish_row(request: PartnerRequest) -> list:
+    """_FINISH_SQL's parameters for a request whose outcome is set."""
+    return [
+        request.status,
+        request.point,
+        request.transfer_id,
+        request.failure_code,
+        request.error_message,
+        sql.param(PartnerRequest, "processed_at", request.processed_at),
+        request.pk,
+    ]
 
 
 def callback_timestamp(moment: dt.datetime) -> str:
@@ -687,20 +758,13 @@ def callback_payload(*, request: PartnerRequest, client_id: str, now: dt.datetim
     return body
 
 
-def _enqueue_callback(
-    *,
-    request: PartnerRequest,
-    client: ApiClient,
-    now: dt.datetime,
-    deliver_in_process: bool = False,
-) -> None:
-    outbox_enqueue(
+def _callback_spec(*, request: PartnerRequest, client: ApiClient, now: dt.datetime) -> OutboxSpec:
+    return OutboxSpec(
         topic=CALLBACK_TOPIC,
         url=request.callback_url,
         payload=callback_payload(request=request, client_id=client.client_id, now=now),
         organization=request.organization,
         signing_secret=client.webhook_secret,
-        deliver_in_process=deliver_in_process,
     )
 
 
@@ -716,8 +780,11 @@ def partner_request_give_up(
         request = _locked_request(partner_request_id)
         if request.status != PartnerRequestStatus.ACCEPTED:
             return request
-        _finish(request, now=now, failure_code="not_processed", error_message=UNEXPECTED_MESSAGE)
-        _enqueue_callback(request=request, client=request.client, now=now)
+        _set_outcome(
+            request, now=now, failure_code="not_processed", error_message=UNEXPECTED_MESSAGE
+        )
+        sql.execute(_FINISH_SQL, _finish_row(request))
+        outbox_enqueue_many([_callback_spec(request=request, client=request.client, now=now)])
     return request
 
 

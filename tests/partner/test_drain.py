@@ -4,9 +4,12 @@ The publish of drain tasks is recorded here instead of sent; tests/partner/test_
 runs the same path with a real worker on Redis.
 """
 
+import json
+
 import pytest
 from django.core.cache import cache
 
+from integrations.models import OutboxMessage
 from integrations.partner import services
 from integrations.partner.models import PartnerRequest, PartnerRequestStatus
 from integrations.partner.services import (
@@ -124,16 +127,16 @@ def test_a_request_whose_wake_found_the_slot_taken_is_seen_by_the_drainer(slots,
 def test_a_request_whose_processing_raises_is_left_for_the_sweeper(slots, accept, monkeypatch):
     # given three requests in slot 0, the first of which cannot be processed
     broken, *fine = [in_slot(accept, 0, slots) for _ in range(3)]
-    process = services.partner_request_process
+    settle = services._settle
 
-    def failing(*, partner_request_id, **kwargs):
-        if partner_request_id == broken.pk:
+    def failing(request, **kwargs):
+        if request.pk == broken.pk:
             raise RuntimeError("a bug in processing")
-        return process(partner_request_id=partner_request_id, **kwargs)
+        return settle(request, **kwargs)
 
-    monkeypatch.setattr(services, "partner_request_process", failing)
+    monkeypatch.setattr(services, "_settle", failing)
 
-    # when the slot is drained
+    # when the slot is drained: the batch of three fails, and they are processed one by one
     result = partner_requests_drain(slot=0)
 
     # then the others were processed, the broken one waits (accepted), and the slot is free
@@ -145,13 +148,14 @@ def test_a_request_whose_processing_raises_is_left_for_the_sweeper(slots, accept
 
 
 def test_a_drain_out_of_time_hands_over_to_a_fresh_task_and_keeps_its_slot(
-    slots, accept, published
+    slots, accept, published, monkeypatch
 ):
     # given two requests in slot 0
     in_slot(accept, 0, slots), in_slot(accept, 0, slots)
     cache.add(drain_key(0), "1")
 
-    # when a drain has no time left after its first request
+    # when a drain, processing one request per transaction, has no time left after the first
+    monkeypatch.setattr(services, "DRAIN_TRANSACTION_SIZE", 1)
     result = partner_requests_drain(slot=0, seconds=0)
 
     # then it processed one, published its successor, and still holds the slot
@@ -193,3 +197,54 @@ def test_a_starting_worker_frees_the_slots_and_wakes_those_with_requests(slots, 
     # then slot 1 has a new drainer and slot 0 is free
     assert (woken, published) == (1, [1])
     assert cache.get(drain_key(0)) is None
+
+
+def test_a_batch_processes_its_requests_in_one_transaction_with_their_callbacks(
+    slots, accept, partner, make_member, org, program, earn_rule, django_assert_num_queries
+):
+    # given accepted earns of two members who have earned before (accounts and tiers exist)
+    other = make_member(org)
+    first = accept()
+    second = submit_accepted(
+        partner,
+        rule=earn_rule,
+        member=other,
+        amount=5,
+        request_id="other-1",
+        callback_url=CALLBACK_URL,
+    )
+    third = accept()
+    for request in (first, second, third):
+        services.partner_request_process(partner_request_id=request.pk)
+    waiting = [accept(), in_slot(accept, 1, slots)]
+    waiting.append(
+        submit_accepted(
+            partner,
+            rule=earn_rule,
+            member=other,
+            amount=5,
+            request_id="other-2",
+            callback_url=CALLBACK_URL,
+        )
+    )
+    ids = [request.pk for request in waiting]
+
+    # when a drainer processes them as one batch: one locked read; per request the ledger
+    # (savepoint, account lock, key check, account update, transfer, lot, release); the
+    # outcomes and the callbacks as two batches; 2 savepoint statements of the transaction
+    with django_assert_num_queries(1 + 3 * 7 + 2 + 2):
+        processed = services.partner_requests_process_batch(partner_request_ids=ids)
+
+    # then each succeeded with its own transfer and callback, as one by one
+    assert processed == 3
+    done = PartnerRequest.objects.filter(pk__in=ids)
+    assert {r.status for r in done} == {PartnerRequestStatus.SUCCEEDED}
+    assert len({r.transfer_id for r in done}) == 3
+    callbacks = OutboxMessage.objects.filter(topic="partner.callback").order_by("created_at")
+    assert callbacks.count() == 6
+    assert {json.loads(bytes(m.body))["requestId"] for m in callbacks} >= {
+        r.request_id for r in waiting
+    }
+
+    # and a request processed meanwhile is left as it is by a second batch
+    assert services.partner_requests_process_batch(partner_request_ids=ids) == 0
