@@ -11,13 +11,16 @@ is processed once they are back.
 
 Accepted requests are processed by drainers: each accepted request belongs to one of
 PARTNER_DRAIN_SLOTS slots (its id modulo the count); accepting wakes the slot's drainer, a Celery
-task that processes the slot's waiting requests in order, one transaction each, until none wait.
-A slot has at most one drainer at a time (a short-lived key in the cache, Redis in production),
-so a burst of requests costs one broker message and one task per slot, not one per request.
-Without a broker (tasks run in-process) or with the cache down, each request is dispatched as
-its own task, as the sweeper does.
+task that processes the slot's waiting requests in id order, up to DRAIN_TRANSACTION_SIZE per
+transaction, until none wait. A slot has at most one drainer at a time (a short-lived key in the
+cache, Redis in production), so a burst of requests costs one broker message and one task per
+slot, not one per request. Without a broker (tasks run in-process) or with the cache down, each
+request is dispatched as its own task, as the sweeper does.
 
-Lock order in processing: partner request, rule usage, rule, member account (points.services).
+Lock order in processing: partner request, rule usage, rule, member account (points.services);
+a batch takes its requests' accounts in member order. Two batches can still wait on each other
+through a budgeted rule's row; PostgreSQL then aborts one, and the drainer processes that batch
+one request per transaction.
 
 Every accepted request runs the same few statements (judging, storing, the locked read, marking
 it processed): they are written once below from the models' tables and columns (loyalty/sql.py),
