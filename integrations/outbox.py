@@ -183,10 +183,7 @@ def _insert_messages(messages: list[OutboxMessage]) -> None:
         ]
         for message in messages
     ]
-    if len(rows) == 1:
-        sql.execute(_INSERT_MESSAGE_SQL, rows[0])
-    else:
-        sql.execute_many(_INSERT_MESSAGE_SQL, rows)
+    sql.execute_many(_INSERT_MESSAGE_SQL, rows)
     for message in messages:
         message._state.adding = False
         message._state.db = connection.alias

@@ -87,9 +87,13 @@ def execute(sql: str, params: Sequence = (), connection=default_connection) -> i
 
 
 def execute_many(sql: str, rows: Sequence[Sequence], connection=default_connection) -> None:
-    """Run a statement once per row, as one batch (psycopg pipelines it on PostgreSQL)."""
+    """Run a statement once per row, as one batch (psycopg pipelines it on PostgreSQL); a
+    single row runs as a plain prepared statement."""
     with cursor(connection) as cur:
-        cur.executemany(sql, rows)
+        if len(rows) == 1:
+            cur.execute(sql, rows[0])
+        else:
+            cur.executemany(sql, rows)
 
 
 def param(model: type[Model], field_name: str, value, connection=default_connection):

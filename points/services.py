@@ -210,15 +210,24 @@ def _insert(obj: Model, *, skip_conflicts: bool = False) -> bool:
     defaults); True when the row went in, and then its primary key and state are set as save()
     sets them."""
     statement, fields = _insert_statement(type(obj), skip_conflicts)
-    values = [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
-    row = sql.fetch_one(statement, values)
+    row = sql.fetch_one(statement, _insert_values(obj, fields))
     if row is None:
         return False
     if obj._meta.pk.db_returning:
         obj.pk = row[0]
+    _mark_saved(obj)
+    return True
+
+
+def _insert_values(obj: Model, fields: list) -> list:
+    """What save() would write for these fields of the unsaved instance (auto_now_add times,
+    defaults), as the database takes them."""
+    return [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
+
+
+def _mark_saved(obj: Model) -> None:
     obj._state.adding = False
     obj._state.db = connection.alias
-    return True
 
 
 # --- accounts ------------------------------------------------------------------------------
@@ -733,42 +742,26 @@ def hold_create(
                 return HoldResult(hold=hold)
             # The transaction id is taken: give the points back; the checks below answer.
             PointAccount.objects.filter(pk=account_id).update(held=F("held") - amount)
-        return _hold_create_checked(
-            program=program,
-            member=member,
-            amount=amount,
-            owner=owner,
-            transaction_id=transaction_id,
-            description=description,
-            now=now,
-        )
+        return _hold_create_checked(hold=hold, member=member)
 
 
-def _hold_create_checked(
-    *, program, member, amount, owner, transaction_id, description, now
-) -> HoldResult:
-    """hold_create step by step: a repeat, a conflict, a missing account or too few points."""
-    account = account_get_or_create(program=program, member=member)
+def _hold_create_checked(*, hold: Hold, member: Member) -> HoldResult:
+    """hold_create step by step for the unsaved `hold`: a repeat, a conflict, a missing account
+    or too few points."""
+    account = account_get_or_create(program=hold.program, member=member)
     account = _lock_account(account.pk)
-    existing = Hold.objects.filter(owner=owner, transaction_id=transaction_id).first()
+    existing = Hold.objects.filter(owner=hold.owner, transaction_id=hold.transaction_id).first()
     if existing is not None:
-        if existing.account_id != account.pk or existing.amount != amount:
+        if existing.account_id != account.pk or existing.amount != hold.amount:
             raise HoldConflict()
         return HoldResult(hold=existing, replayed=True)
-    if account.available < amount:
-        raise InsufficientPoints(available=account.available, requested=amount)
-    PointAccount.objects.filter(pk=account.pk).update(held=F("held") + amount)
+    if account.available < hold.amount:
+        raise InsufficientPoints(available=account.available, requested=hold.amount)
+    PointAccount.objects.filter(pk=account.pk).update(held=F("held") + hold.amount)
+    hold.account = account
     try:
         with transaction.atomic():
-            hold = Hold.objects.create(
-                program=program,
-                account=account,
-                amount=amount,
-                owner=owner,
-                transaction_id=transaction_id,
-                description=description[:500],
-                expires_at=now + dt.timedelta(seconds=program.hold_ttl_seconds),
-            )
+            hold.save(force_insert=True)
     except IntegrityError:
         # The same transaction id was just used on another member's account.
         raise HoldConflict() from None
@@ -780,7 +773,7 @@ def _earmark_and_hold_statement() -> tuple[str, list]:
     """_EARMARK_SQL and the hold's INSERT in one statement (PostgreSQL: data-modifying WITH);
     the hold's account is the earmarked one. Returns the hold's id and account id."""
     meta = Hold._meta
-    fields = [field for field in meta.concrete_fields if not field.db_returning]
+    _, fields = _insert_statement(Hold, skip_conflicts=False)
     account = meta.get_field("account")
     columns = ", ".join(f'"{field.column}"' for field in fields)
     values = ", ".join('earmarked."id"' if field is account else "%s" for field in fields)
@@ -796,19 +789,17 @@ def _earmark_and_hold(hold: Hold, *, member: Member) -> bool:
     """Run _earmark_and_hold_statement for the unsaved hold; True (and the hold saved) when the
     points were earmarked and the hold inserted. Raises IntegrityError for a taken id."""
     statement, fields = _earmark_and_hold_statement()
-    values = [field.get_db_prep_save(field.pre_save(hold, True), connection) for field in fields]
     earmark = [
         hold.amount,
         hold.program_id,
         sql.param(PointAccount, "member", member.pk),
         hold.amount,
     ]
-    row = sql.fetch_one(statement, earmark + values)
+    row = sql.fetch_one(statement, earmark + _insert_values(hold, fields))
     if row is None:
         return False
     hold.pk, hold.account_id = row
-    hold._state.adding = False
-    hold._state.db = connection.alias
+    _mark_saved(hold)
     return True
 
 

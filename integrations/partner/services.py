@@ -384,6 +384,11 @@ def drain_key(slot: int) -> str:
     return f"partner-drain:{slot}"
 
 
+def _take_slot(slot: int) -> bool:
+    """Hold the slot's key (for DRAIN_LEASE_SECONDS) unless another drainer holds it."""
+    return cache.add(drain_key(slot), "1", timeout=DRAIN_LEASE_SECONDS)
+
+
 def partner_request_wake(partner_request_id: int) -> None:
     """After an accept commits: make sure a drainer of the request's slot will process it.
 
@@ -397,7 +402,7 @@ def partner_request_wake(partner_request_id: int) -> None:
         return
     slot = partner_request_id % drain_slots()
     try:
-        woken = cache.add(drain_key(slot), "1", timeout=DRAIN_LEASE_SECONDS)
+        woken = _take_slot(slot)
     except Exception:
         logger.warning("partner: drain slots unavailable (cache down); dispatching alone")
         partner_request_dispatch(partner_request_id)
@@ -421,12 +426,10 @@ def _publish_drain(slot: int) -> None:
 def partner_requests_wake_all() -> int:
     """Free every slot and wake those with requests waiting (a worker starting: slots held by
     drainers that died with their worker need not run out first). Returns the slots woken."""
-    woken = 0
-    for slot in range(drain_slots()):
+    slots, woken = drain_slots(), 0
+    for slot in range(slots):
         cache.delete(drain_key(slot))
-        if _waiting_in_slot(slots=drain_slots(), slot=slot, skipped=[], limit=1) and cache.add(
-            drain_key(slot), "1", timeout=DRAIN_LEASE_SECONDS
-        ):
+        if _waiting_in_slot(slots=slots, slot=slot, skipped=[], limit=1) and _take_slot(slot):
             _publish_drain(slot)
             woken += 1
     return woken
@@ -452,7 +455,7 @@ def partner_requests_drain(*, slot: int, seconds: float = DRAIN_TASK_SECONDS) ->
             cache.delete(key)
             if not _waiting_in_slot(slots=slots, slot=slot, skipped=skipped, limit=1):
                 return DrainResult(processed, len(skipped), handed_over=False)
-            if not cache.add(key, "1", timeout=DRAIN_LEASE_SECONDS):
+            if not _take_slot(slot):
                 return DrainResult(processed, len(skipped), handed_over=False)
             continue
         for start in range(0, len(waiting), DRAIN_TRANSACTION_SIZE):
@@ -520,13 +523,13 @@ _LOCKED_REQUESTS_FROM = (
     f'LEFT JOIN "{PointProgram._meta.db_table}" p ON p."id" = r."program_id" '
     f'LEFT JOIN "{Member._meta.db_table}" m ON m."id" = req."member_id" '
 )
-_LOCKED_REQUEST_SQL = _LOCKED_REQUESTS_FROM + 'WHERE req."id" = %s' + sql.for_update(of="req")
 
 
 @functools.cache
 def _locked_requests_sql(count: int) -> str:
-    """_LOCKED_REQUEST_SQL for `count` requests, in member order (the order in which their
-    accounts are then locked: two drainers never wait on each other's accounts in a cycle)."""
+    """`count` requests, locked (only their own rows), with what processing uses; in member
+    order, the order in which their accounts are then locked (two drainers never wait on each
+    other's accounts in a cycle)."""
     return (
         f'{_LOCKED_REQUESTS_FROM}WHERE req."id" IN ({", ".join(["%s"] * count)}) '
         'ORDER BY req."member_id", req."id"' + sql.for_update(of="req")
@@ -542,7 +545,7 @@ _FINISH_SQL = (
 
 def _locked_request(partner_request_id: int) -> PartnerRequest:
     """The request, locked FOR UPDATE, with its organisation, client, rule and member loaded."""
-    row = sql.fetch_one(_LOCKED_REQUEST_SQL, [partner_request_id])
+    row = sql.fetch_one(_locked_requests_sql(1), [partner_request_id])
     if row is None:
         raise PartnerRequest.DoesNotExist(f"partner request {partner_request_id} does not exist")
     return _request_from_row(row)
@@ -643,11 +646,7 @@ def _write_outcomes(requests: list[PartnerRequest], *, now: dt.datetime) -> None
     it makes each callback's first delivery attempt itself, after commit."""
     if not requests:
         return
-    rows = [_finish_row(request) for request in requests]
-    if len(rows) == 1:
-        sql.execute(_FINISH_SQL, rows[0])
-    else:
-        sql.execute_many(_FINISH_SQL, rows)
+    sql.execute_many(_FINISH_SQL, [_finish_row(request) for request in requests])
     outbox_enqueue_many(
         [_callback_spec(request=request, client=request.client, now=now) for request in requests],
         deliver_in_process=True,

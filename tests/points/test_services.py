@@ -91,15 +91,23 @@ def test_invalid_amounts_are_refused_and_change_nothing(program, member, amount)
     assert PointLot.objects.count() == 0
 
 
-def test_burn_consumes_soonest_expiring_lots_first(program, member):
+def earn_lots_expiring(program, member, *days):
+    """A lot of 50 points per number of days until it expires (None: it never does)."""
     now = timezone.now()
-    never = services.earn(program=program, member=member, amount=50, now=now).lot
-    late = services.earn(
-        program=program, member=member, amount=50, valid_to=now + dt.timedelta(days=90), now=now
-    ).lot
-    soon = services.earn(
-        program=program, member=member, amount=50, valid_to=now + dt.timedelta(days=10), now=now
-    ).lot
+    return [
+        services.earn(
+            program=program,
+            member=member,
+            amount=50,
+            valid_to=None if days_left is None else now + dt.timedelta(days=days_left),
+            now=now,
+        ).lot
+        for days_left in days
+    ]
+
+
+def test_burn_consumes_soonest_expiring_lots_first(program, member):
+    never, late, soon = earn_lots_expiring(program, member, None, 90, 10)
 
     services.burn(program=program, member=member, amount=70)
 
@@ -122,13 +130,7 @@ def test_burn_consumes_soonest_expiring_lots_first(program, member):
 def test_a_burn_takes_from_the_first_lot_and_goes_on_only_when_it_falls_short(
     program, member, amount, soon_after, late_after
 ):
-    now = timezone.now()
-    late = services.earn(
-        program=program, member=member, amount=50, valid_to=now + dt.timedelta(days=90), now=now
-    ).lot
-    soon = services.earn(
-        program=program, member=member, amount=50, valid_to=now + dt.timedelta(days=10), now=now
-    ).lot
+    late, soon = earn_lots_expiring(program, member, 90, 10)
 
     services.burn(program=program, member=member, amount=amount)
 
