@@ -48,6 +48,14 @@ def cursor(connection=default_connection):
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     connection.validate_thread_sharing()
+    if not (connection.queries_logged or connection.execute_wrappers):
+        # The usual case: no query log and no execute wrappers to run, so Django's cursor
+        # wrapper would only add its checks, which are made here, at half the cost of a
+        # statement; and one cursor serves every statement on the connection.
+        connection.validate_no_broken_transaction()
+        with connection.wrap_database_errors:
+            yield _kept_cursor(connection, ServerBindingCursor)
+        return
     with connection.wrap_database_errors:
         # The connection's prepare_threshold (settings) prepares these on first use; Django's
         # own client-side binding cursors are never prepared.
@@ -57,6 +65,16 @@ def cursor(connection=default_connection):
     )
     with wrapped:
         yield wrapped
+
+
+def _kept_cursor(connection, cursor_class):
+    """The connection's own server-binding cursor, made on first use and replaced along with
+    the database connection. A client-side cursor holds nothing on the server, and each
+    execute() starts afresh, so reusing it is safe."""
+    kept = connection.__dict__.get("_loyalty_hot_cursor")
+    if kept is None or kept.connection is not connection.connection or kept.closed:
+        kept = connection._loyalty_hot_cursor = cursor_class(connection.connection)
+    return kept
 
 
 class _LoggedCursor(CursorDebugWrapper):
