@@ -28,7 +28,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView, set_rollback
 
-from integrations.eai import selectors, services
+from integrations.eai import services
 from integrations.eai.auth import VendorAllowed, VendorBasicAuthentication
 from integrations.eai.exceptions import EaiError, InactiveUser, InvalidRequest, UnknownUser
 from loyalty.models import Member
@@ -319,7 +319,7 @@ class EaiPointsApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
 
-        member = selectors.member_for_vendor(vendor=vendor, external_id=data["userid"])
+        member = request.user.member(data["userid"])
         if member is None:
             raise UnknownUser()
         if action == COMMIT:

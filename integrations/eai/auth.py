@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
@@ -18,6 +19,7 @@ from rest_framework.permissions import BasePermission
 
 from integrations.eai import selectors
 from integrations.eai.models import Vendor
+from loyalty.models import Member
 
 REALM = "eai"
 
@@ -27,11 +29,20 @@ class VendorPrincipal:
     """request.user on the EAI API: the vendor, not a person."""
 
     vendor: Vendor
+    # The member the body's userid names, read with the credentials: {external_id: member or
+    # None}. Empty when the body named none.
+    members_read: dict[str, Member | None] = field(default_factory=dict, compare=False)
 
     is_authenticated = True
     is_anonymous = False
     is_active = True
     pk = None
+
+    def member(self, external_id: str) -> Member | None:
+        """The vendor's organisation's member with this external id, or None."""
+        if external_id in self.members_read:
+            return self.members_read[external_id]
+        return selectors.member_for_vendor(vendor=self.vendor, external_id=external_id)
 
 
 class VendorBasicAuthentication(BaseAuthentication):
@@ -50,13 +61,39 @@ class VendorBasicAuthentication(BaseAuthentication):
         username, separator, secret = decoded.partition(":")
         if not separator:
             raise exceptions.AuthenticationFailed("malformed Basic credentials")
-        vendor = selectors.vendor_for_credentials(username=username, secret=secret)
+        external_id = _userid_in_body(request)
+        if external_id is None:
+            vendor = selectors.vendor_for_credentials(username=username, secret=secret)
+            members_read = {}
+        else:
+            vendor, member = selectors.vendor_and_member_for_credentials(
+                username=username, secret=secret, external_id=external_id
+            )
+            members_read = {external_id: member}
         if vendor is None:
             raise exceptions.AuthenticationFailed("invalid vendor credentials")
-        return VendorPrincipal(vendor=vendor), None
+        return VendorPrincipal(vendor=vendor, members_read=members_read), None
 
     def authenticate_header(self, request):
         return f'Basic realm="{REALM}", charset="UTF-8"'
+
+
+def _userid_in_body(request) -> str | None:
+    """The userid a JSON body names (any key case), or None: a look ahead, so that the member is
+    read with the credentials. The view still parses and validates the body, and refuses it
+    with its own messages, after the caller has proven who it is."""
+    try:
+        payload = json.loads(request.body or b"")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(payload, dict):
+        return None
+    found = {
+        value
+        for key, value in payload.items()
+        if key.lower() == "userid" and isinstance(value, str)
+    }
+    return found.pop() if len(found) == 1 else None
 
 
 class VendorAllowed(BasePermission):
