@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from types import SimpleNamespace
 
-from django.db import IntegrityError, connection, connections, router, transaction
+from django.db import DataError, IntegrityError, connection, connections, router, transaction
 from django.db.models import F, Model, Q
 from django.utils import timezone
 
@@ -860,6 +860,103 @@ def _hold_take(hold: Hold, *, status: str, actor: str, now: dt.datetime) -> bool
     return bool(taken)
 
 
+@cache
+def _confirm_in_one_statement_sql() -> tuple[str, list]:
+    """hold_confirm's usual case as one statement (PostgreSQL: data-modifying WITH), for a hold
+    whose first lot in spending order covers it. Returns the statement and the Transfer fields
+    whose values are parameters (the others come from the rows it reads).
+
+    `seen` reads the open hold, its account (with the row version, xmin), the first lot and
+    the redeemed account from the statement's snapshot. `account` then debits the account:
+    its UPDATE takes the row lock, and if another transaction changed the row after the
+    snapshot, PostgreSQL re-checks the row as it is now, its xmin no longer matches, and
+    nothing is written. Every change to an account's holds or lots also updates the account
+    row (balance or held), so a matching xmin means what `seen` read is still true under the
+    lock. The lock order is the ledger's: account, then hold and lot. The last line is a guard
+    that cannot fire while that rule holds: should the hold or lot not move with the account,
+    the cast fails and the whole statement with it.
+    """
+    _, fields = _insert_statement(Transfer, skip_conflicts=False)
+    meta = Transfer._meta
+    from_rows = {
+        "program": 'account."program_id"',
+        "debit_account": 'account."id"',
+        "credit_account": "account.counter_id",
+        "member_account": 'account."id"',
+        "amount": "account.amount",
+        "description": "account.description",
+        "member_balance_after": f"account.{_A.balance}",
+        "hold": "account.hold_id",
+    }
+    columns = ", ".join(f'"{field.column}"' for field in fields)
+    values = ", ".join(from_rows.get(field.name, "%s") for field in fields)
+    active, held = _literal(LotStatus.ACTIVE), _literal(HoldStatus.HELD)
+    statement = (
+        "WITH seen AS MATERIALIZED ("  # noqa: S608
+        f"SELECT h.{_H.id} AS hold_id, h.{_H.amount} AS amount, h.{_H.description} AS description,"
+        f" a.{_A.id} AS account_id, a.xmin AS version, l.{_L.id} AS lot_id, "
+        f"(SELECT s.{_A.id} FROM {_A.table} s WHERE s.{_A.program} = a.{_A.program} "
+        f"AND s.{_A.kind} = {_literal(AccountKind.REDEEMED)}) AS counter_id "
+        f"FROM {_H.table} h JOIN {_A.table} a ON a.{_A.id} = h.{_H.account} "
+        f"JOIN LATERAL (SELECT {_L.id}, {_L.remaining} FROM {_L.table} "
+        f"WHERE {_L.account} = a.{_A.id} AND {_L.status} = {active} AND {_L.remaining} > 0 "
+        f"ORDER BY {_L.valid_to} ASC NULLS LAST, {_L.id} LIMIT 1) l "
+        f"ON l.{_L.remaining} >= h.{_H.amount} "
+        f"WHERE h.{_H.owner} = %s AND h.{_H.transaction_id} = %s AND a.{_A.member} = %s "
+        f"AND h.{_H.status} = {held} AND h.{_H.expires_at} > %s), "
+        f"account AS (UPDATE {_A.table} a SET {_A.balance} = a.{_A.balance} - seen.amount, "
+        f"{_A.held} = a.{_A.held} - seen.amount, {_A.updated_at} = %s FROM seen "
+        f"WHERE a.{_A.id} = seen.account_id AND a.xmin = seen.version "
+        f"RETURNING a.{_A.id}, a.{_A.program}, a.{_A.balance}, seen.hold_id, seen.amount, "
+        "seen.description, seen.lot_id, seen.counter_id), "
+        f"taken AS (UPDATE {_H.table} h SET {_H.status} = {_literal(HoldStatus.CONFIRMED)}, "
+        f"{_H.resolved_at} = %s, {_H.resolved_by} = %s FROM account "
+        f"WHERE h.{_H.id} = account.hold_id AND h.{_H.status} = {held} "
+        f"RETURNING {_HOLD_COLUMNS.select('h')}), "
+        f"lot AS (UPDATE {_L.table} l SET {_L.remaining} = l.{_L.remaining} - account.amount, "
+        f"{_L.status} = CASE WHEN l.{_L.remaining} = account.amount "
+        f"THEN {_literal(LotStatus.CLOSED)} ELSE l.{_L.status} END FROM account "
+        f"WHERE l.{_L.id} = account.lot_id AND l.{_L.remaining} >= account.amount "
+        f"AND l.{_L.status} = {active} RETURNING l.{_L.id}), "
+        f'transfer AS (INSERT INTO "{meta.db_table}" ({columns}) SELECT {values} FROM account '
+        f'RETURNING "{meta.pk.column}") '
+        f"SELECT taken.*, CASE WHEN (SELECT count(*) FROM lot) = 1 AND taken.{_H.id} IS NOT NULL "
+        "THEN 0 ELSE ('hold ' || account.hold_id || ' moved without its account')::int END "
+        "FROM account LEFT JOIN taken ON true"
+    )
+    return statement, [field for field in fields if field.name not in from_rows]
+
+
+def _confirm_in_one_statement(
+    *, owner: str, transaction_id: str, member: Member, actor: str, now: dt.datetime
+) -> Hold | None:
+    """The confirmed hold, when _confirm_in_one_statement_sql could do it all; None when it
+    wrote nothing (not an open hold of this member, a debit spanning lots, an account changed
+    meanwhile, no redeemed account yet): hold_confirm's transaction then decides."""
+    statement, fields = _confirm_in_one_statement_sql()
+    transfer = Transfer(
+        kind=TransferKind.BURN,
+        source="Redemption",
+        reference=transaction_id[:200],
+        actor=owner[:200],
+    )
+    params = [
+        owner,
+        transaction_id,
+        sql.param(PointAccount, "member", member.pk),
+        sql.param(Hold, "expires_at", now),
+        sql.param(PointAccount, "updated_at", now),
+        sql.param(Hold, "resolved_at", now),
+        actor,
+        *_insert_values(transfer, fields),
+    ]
+    try:
+        row = sql.fetch_one(statement, params)
+    except (IntegrityError, DataError):
+        return None  # nothing was written: the statement failed as a whole
+    return _HOLD_COLUMNS.instance(row) if row is not None else None
+
+
 def hold_confirm(
     *,
     owner: str,
@@ -875,6 +972,14 @@ def hold_confirm(
     expires_at even before the release job ran; nothing is burned).
     """
     now = now or timezone.now()
+    if member is not None and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        # The usual confirmation in one statement, atomic on its own (no BEGIN and COMMIT round
+        # trips); anything unusual writes nothing there and is decided below.
+        hold = _confirm_in_one_statement(
+            owner=owner, transaction_id=transaction_id, member=member, actor=actor or owner, now=now
+        )
+        if hold is not None:
+            return HoldResult(hold=hold)
     with transaction.atomic():
         hold, account = _hold_for_update(
             owner=owner,
