@@ -63,8 +63,11 @@ class Config:
     members: int = 10_000
     small_transfers: int = 10_000
     large_transfers: int = 1_000_000
-    web_workers: int = 4
-    web_threads: int = 1
+    # Production's web server (README): granian, 2 workers with 2 threads each on 2 cores.
+    # gunicorn (sync workers, 4 on 2 cores) is the alternative measured beside it.
+    web_server: str = "granian"
+    web_workers: int = 2
+    web_threads: int = 2
     celery_concurrency: int = 4
     port: int = 8765
     database: str = "loyalty_bench"
@@ -747,6 +750,44 @@ def _percentile(values: list[float], pct: float) -> float:
     return ordered[index]
 
 
+def _web_command(config: Config) -> list[str]:
+    bind = ["--host", "127.0.0.1", "--port", str(config.port)]
+    if config.web_server == "granian":
+        return [
+            str(Path(sys.executable).parent / "granian"),
+            "--interface",
+            "wsgi",
+            "--workers",
+            str(config.web_workers),
+            "--blocking-threads",
+            str(config.web_threads),
+            *bind,
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "loyalty.wsgi:application",
+        ]
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "loyalty.wsgi:application",
+        "--workers",
+        str(config.web_workers),
+        *(
+            ["--worker-class", "gthread", "--threads", str(config.web_threads)]
+            if config.web_threads > 1
+            else []
+        ),
+        "--bind",
+        f"127.0.0.1:{config.port}",
+        "--log-level",
+        "warning",
+        "--keep-alive",
+        "30",
+    ]
+
+
 def run(config: Config) -> Results:
     for tool in ("wrk", "pgbench", "createdb", "dropdb"):
         if shutil.which(tool) is None:
@@ -765,31 +806,7 @@ def run(config: Config) -> Results:
     demo = _prepare_database(config)
     _load(config, demo, total=config.small_transfers, already=0)
     base = f"http://127.0.0.1:{config.port}"
-    web = _start(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "loyalty.wsgi:application",
-            "--workers",
-            str(config.web_workers),
-            *(
-                ["--worker-class", "gthread", "--threads", str(config.web_threads)]
-                if config.web_threads > 1
-                else []
-            ),
-            "--bind",
-            f"127.0.0.1:{config.port}",
-            "--access-logfile",
-            "-",
-            "--log-level",
-            "warning",
-            "--keep-alive",
-            "30",
-        ],
-        config,
-        workdir / "gunicorn.log",
-    )
+    web = _start(_web_command(config), config, workdir / "web.log")
     _drop_queue(config)
     worker = _start(
         [
@@ -1111,6 +1128,13 @@ def _targets(results: Results) -> dict:
     return checks
 
 
+def _web_server_label(config: dict) -> str:
+    # Results written before the choice existed ran gunicorn.
+    server = config.get("web_server", "gunicorn")
+    workers, threads = config["web_workers"], config["web_threads"]
+    return f"{server}, {workers} workers x {threads} threads"
+
+
 def render_markdown(results: Results) -> str:
     r = results.reference
     lines = [
@@ -1120,7 +1144,7 @@ def render_markdown(results: Results) -> str:
         f"{results.config['clients']} clients, {results.config['duration']} s per workload "
         f"after {results.config['warmup']} s warm-up; ledger "
         f"{results.config.get('transfers_loaded', '?')} transfers, "
-        f"{results.config['members']} members.",
+        f"{results.config['members']} members. Web: {_web_server_label(results.config)}.",
         "",
         f"Reference, measured right before the workloads it is compared with: pgbench TPC-B "
         f"{r.get('tpcb_tps_before_eai', 0):.0f} tps (before EAI), "
@@ -1239,9 +1263,19 @@ def main(argv: list[str]) -> int:
         help="short runs on a small ledger (a smoke test, not a measurement)",
     )
     parser.add_argument("--duration", type=int, default=20)
-    parser.add_argument("--web-workers", type=int, default=Config.web_workers)
     parser.add_argument(
-        "--web-threads", type=int, default=Config.web_threads, help="> 1: gthread workers"
+        "--web-server",
+        choices=["granian", "gunicorn"],
+        default=Config.web_server,
+        help="granian (production's) or gunicorn",
+    )
+    parser.add_argument(
+        "--web-workers", type=int, help="processes (default: 2 for granian, 4 for gunicorn)"
+    )
+    parser.add_argument(
+        "--web-threads",
+        type=int,
+        help="threads per process (default: 2 for granian, 1 for gunicorn; > 1: gthread)",
     )
     parser.add_argument("--celery-concurrency", type=int, default=Config.celery_concurrency)
     parser.add_argument(
@@ -1256,8 +1290,9 @@ def main(argv: list[str]) -> int:
     )
     config = Config(
         **sizes,
-        web_workers=args.web_workers,
-        web_threads=args.web_threads,
+        web_server=args.web_server,
+        web_workers=args.web_workers or (2 if args.web_server == "granian" else 4),
+        web_threads=args.web_threads or (2 if args.web_server == "granian" else 1),
         celery_concurrency=args.celery_concurrency,
         profile=not args.no_profile,
     )

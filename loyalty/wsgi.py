@@ -1,4 +1,5 @@
-"""WSGI entry point: `gunicorn loyalty.wsgi:application`."""
+"""WSGI entry point: `granian --interface wsgi loyalty.wsgi:application` (README), or any WSGI
+server (`gunicorn loyalty.wsgi:application`)."""
 
 import os
 

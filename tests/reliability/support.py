@@ -1,7 +1,7 @@
 """Real processes and real faults for the reliability suite.
 
 Celery workers and a web server run as separate processes (`celery -A loyalty worker`,
-`gunicorn loyalty.wsgi:application`) against the test database, so a test can SIGKILL them; a
+`granian ... loyalty.wsgi:application`) against the test database, so a test can SIGKILL them; a
 private `redis-server` on a port of its own plays the broker, so a test can stop it without
 touching the machine's Redis. Every process is started in a session of its own and ended by its
 own process-group id, never by name.
@@ -202,7 +202,7 @@ class Process:
             os.killpg(self.popen.pid, signum)
 
     def kill(self) -> None:
-        """SIGKILL the process and every child it forked (prefork pool, gunicorn workers)."""
+        """SIGKILL the process and every child it forked (prefork pool, web server workers)."""
         self.signal_group(signal.SIGKILL)
         self.wait()
 
@@ -276,22 +276,25 @@ def celery_worker(
 
 
 class WebServer:
-    """`gunicorn loyalty.wsgi:application` on a port of its own (one worker, threads)."""
+    """The production web server (README): granian serving `loyalty.wsgi:application` on a
+    port of its own, one worker with `threads` threads."""
 
     def __init__(self, *, broker_url: str, log_dir: Path, threads: int = 4, **env: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         argv = [
-            str(BIN / "gunicorn"),
-            "loyalty.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{self.port}",
+            str(BIN / "granian"),
+            "--interface",
+            "wsgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
             "--workers",
             "1",
-            "--threads",
+            "--blocking-threads",
             str(threads),
-            "--timeout",
-            "120",
+            "loyalty.wsgi:application",
         ]
         self.process = Process(
             argv, env=platform_env(broker_url=broker_url, **env), log_path=log_dir / "web.log"

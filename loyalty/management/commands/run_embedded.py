@@ -2,7 +2,7 @@
 
 Serves the platform with Django's server and runs the periodic jobs (lot activation and expiry,
 stale holds, the outbox sweeper) in a background thread, because without a broker there is no
-Celery beat. Production runs gunicorn, Celery workers and one beat instead (README).
+Celery beat. Production runs granian, Celery workers and one beat instead (README).
 """
 
 import logging
