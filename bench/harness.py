@@ -125,6 +125,8 @@ def _env(config: Config) -> dict[str, str]:
         # Throttling would measure the limiter, not the platform.
         "PARTNER_API_RATE": "1000000/s",
         "CELERY_TASK_DEFAULT_QUEUE": config.queue,
+        # As README advises: about as many drain slots as the workers' total concurrency.
+        "PARTNER_DRAIN_SLOTS": str(config.celery_concurrency),
     }
 
 
