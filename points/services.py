@@ -879,10 +879,10 @@ def _confirm_in_one_statement_sql() -> tuple[str, list]:
     _, fields = _insert_statement(Transfer, skip_conflicts=False)
     meta = Transfer._meta
     from_rows = {
-        "program": 'account."program_id"',
-        "debit_account": 'account."id"',
+        "program": f"account.{_A.program}",
+        "debit_account": f"account.{_A.id}",
         "credit_account": "account.counter_id",
-        "member_account": 'account."id"',
+        "member_account": f"account.{_A.id}",
         "amount": "account.amount",
         "description": "account.description",
         "member_balance_after": f"account.{_A.balance}",
