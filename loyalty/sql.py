@@ -8,8 +8,9 @@ own table and column names at import time. Values are always bound parameters.
 On PostgreSQL these statements go through a server-side binding cursor and are prepared on
 their connection (DB_PREPARED_STATEMENTS, on by default): the server plans each once per
 connection, not once per request. Everything else keeps Django's client-side binding.
-Queries run through Django's cursor wrapper, so they are counted in tests and their errors are
-Django's.
+Errors are Django's (its error wrapper) and, whenever a query log or an execute wrapper is on
+(the query-count tests), statements go through Django's cursor wrapper and are counted; when
+neither is on, one kept cursor per connection runs them with the same checks, for less Python.
 
 Rows come back as model instances through `Columns`, which applies the same database
 converters the ORM would (SQLite stores UUIDs as hex and datetimes as text).
