@@ -89,16 +89,42 @@ _HOLD_COLUMNS = sql.Columns(Hold)
 _LOCK_ACCOUNT_ROW = sql.for_update(of="a")
 
 
+def _system_account_sql(*, program: str, kind: str) -> str:
+    """SELECT the id of the program's system account of `kind` (`program`: an SQL expression)."""
+    return (
+        f"SELECT s.{_A.id} FROM {_A.table} s WHERE s.{_A.program} = {program} "  # noqa: S608
+        f"AND s.{_A.kind} = {_literal(kind)}"
+    )
+
+
+def _spendable_lots_sql(*, account: str) -> str:
+    """FROM and WHERE of an account's lots that points can be taken from, in spending order:
+    soonest-expiring first (`account`: an SQL expression)."""
+    return (
+        f"FROM {_L.table} WHERE {_L.account} = {account} "
+        f"AND {_L.status} = {_literal(LotStatus.ACTIVE)} AND {_L.remaining} > 0 "
+        f"ORDER BY {_L.valid_to} ASC NULLS LAST, {_L.id}"
+    )
+
+
+def _lot_take_sql(*, amount: str, lot: str = "") -> str:
+    """SET clause taking `amount` (an SQL expression) from the lot being updated, closing it
+    when it is used up; `lot` is the table's alias, if it has one."""
+    of = f"{lot}." if lot else ""
+    return (
+        f"{_L.remaining} = {of}{_L.remaining} - {amount}, "
+        f"{_L.status} = CASE WHEN {of}{_L.remaining} = {amount} "
+        f"THEN {_literal(LotStatus.CLOSED)} ELSE {of}{_L.status} END"
+    )
+
+
 def _account_lock_sql(*, where: str, counter_kind: str | None, with_hold: bool = False) -> str:
     """Lock account `a` (FOR UPDATE OF a) and read it, then the id of its program's system
     account of `counter_kind` and whether the program has lifetime tiers; with `with_hold`, the
     hold `h` (joined to its account) comes first."""
     counter = "NULL"
     if counter_kind is not None:
-        counter = (
-            f"(SELECT s.{_A.id} FROM {_A.table} s WHERE s.{_A.program} = a.{_A.program} "  # noqa: S608
-            f"AND s.{_A.kind} = {_literal(counter_kind)})"
-        )
+        counter = f"({_system_account_sql(program=f'a.{_A.program}', kind=counter_kind)})"
     tiers = (
         f"EXISTS (SELECT 1 FROM {_TIER.table} t WHERE t.{_TIER.program} = a.{_A.program} "  # noqa: S608
         f"AND t.{_TIER.basis} = {_literal(TierBasis.LIFETIME)})"
@@ -127,7 +153,7 @@ _LOCK_HOLD_ACCOUNT_SQL = {
     for kind in _COUNTER_KINDS
 }
 _SYSTEM_ACCOUNT_ID_SQL = {
-    kind: f"SELECT {_A.id} FROM {_A.table} WHERE {_A.program} = %s AND {_A.kind} = {_literal(kind)}"  # noqa: S608
+    kind: _system_account_sql(program="%s", kind=kind)
     for kind in _COUNTER_KINDS
     if kind is not None
 }
@@ -154,22 +180,13 @@ _TRANSFER_BY_KEY_SQL = (
     f"SELECT {_TRANSFER_COLUMNS.select('t')} FROM {_T.table} t "  # noqa: S608
     f"WHERE t.{_T.program} = %s AND t.{_T.idempotency_key} = %s"
 )
-_ACTIVE_LOTS_SQL = (
-    f"SELECT {_L.id}, {_L.remaining} FROM {_L.table} "  # noqa: S608
-    f"WHERE {_L.account} = %s AND {_L.status} = {_literal(LotStatus.ACTIVE)} "
-    f"AND {_L.remaining} > 0 "
-    f"ORDER BY {_L.valid_to} ASC NULLS LAST, {_L.id} LIMIT %s"
-)
+_ACTIVE_LOTS_SQL = f"SELECT {_L.id}, {_L.remaining} {_spendable_lots_sql(account='%s')} LIMIT %s"
 _LOT_REMAINING_SQL = f"UPDATE {_L.table} SET {_L.remaining} = %s WHERE {_L.id} = %s"  # noqa: S608
 # The common debit: the first lot in spending order holds enough. One statement takes the
 # points from it (closing it when it is used up); no row when it does not hold enough.
 _TAKE_FROM_FIRST_LOT_SQL = (
-    f"UPDATE {_L.table} SET {_L.remaining} = {_L.remaining} - %s, "  # noqa: S608
-    f"{_L.status} = CASE WHEN {_L.remaining} = %s THEN {_literal(LotStatus.CLOSED)} "
-    f"ELSE {_L.status} END "
-    f"WHERE {_L.id} = (SELECT {_L.id} FROM {_L.table} "
-    f"WHERE {_L.account} = %s AND {_L.status} = {_literal(LotStatus.ACTIVE)} "
-    f"AND {_L.remaining} > 0 ORDER BY {_L.valid_to} ASC NULLS LAST, {_L.id} LIMIT 1) "
+    f"UPDATE {_L.table} SET {_lot_take_sql(amount='%s')} "  # noqa: S608
+    f"WHERE {_L.id} = (SELECT {_L.id} {_spendable_lots_sql(account='%s')} LIMIT 1) "
     f"AND {_L.remaining} >= %s RETURNING {_L.id}"
 )
 _HOLD_RESOLVE_SQL = (
@@ -692,6 +709,12 @@ class HoldResult:
     replayed: bool = False
 
 
+def _one_statement_possible() -> bool:
+    """A data-modifying WITH (PostgreSQL) run outside any transaction is atomic on its own, so
+    a write that fits in one statement needs no BEGIN and COMMIT round trips."""
+    return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+
 def hold_create(
     *,
     program: PointProgram,
@@ -720,7 +743,7 @@ def hold_create(
         description=description[:500],
         expires_at=now + dt.timedelta(seconds=program.hold_ttl_seconds),
     )
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+    if _one_statement_possible():
         # The common case as one statement, atomic on its own (no BEGIN and COMMIT round
         # trips): earmark the points on the account (its row lock, the available check) and
         # insert the hold. A taken transaction id fails the whole statement (nothing written);
@@ -895,12 +918,11 @@ def _confirm_in_one_statement_sql() -> tuple[str, list]:
         "WITH seen AS MATERIALIZED ("  # noqa: S608
         f"SELECT h.{_H.id} AS hold_id, h.{_H.amount} AS amount, h.{_H.description} AS description,"
         f" a.{_A.id} AS account_id, a.xmin AS version, l.{_L.id} AS lot_id, "
-        f"(SELECT s.{_A.id} FROM {_A.table} s WHERE s.{_A.program} = a.{_A.program} "
-        f"AND s.{_A.kind} = {_literal(AccountKind.REDEEMED)}) AS counter_id "
+        f"({_system_account_sql(program=f'a.{_A.program}', kind=AccountKind.REDEEMED)}) "
+        "AS counter_id "
         f"FROM {_H.table} h JOIN {_A.table} a ON a.{_A.id} = h.{_H.account} "
-        f"JOIN LATERAL (SELECT {_L.id}, {_L.remaining} FROM {_L.table} "
-        f"WHERE {_L.account} = a.{_A.id} AND {_L.status} = {active} AND {_L.remaining} > 0 "
-        f"ORDER BY {_L.valid_to} ASC NULLS LAST, {_L.id} LIMIT 1) l "
+        f"JOIN LATERAL (SELECT {_L.id}, {_L.remaining} "
+        f"{_spendable_lots_sql(account=f'a.{_A.id}')} LIMIT 1) l "
         f"ON l.{_L.remaining} >= h.{_H.amount} "
         f"WHERE h.{_H.owner} = %s AND h.{_H.transaction_id} = %s AND a.{_A.member} = %s "
         f"AND h.{_H.status} = {held} AND h.{_H.expires_at} > %s), "
@@ -913,9 +935,8 @@ def _confirm_in_one_statement_sql() -> tuple[str, list]:
         f"{_H.resolved_at} = %s, {_H.resolved_by} = %s FROM account "
         f"WHERE h.{_H.id} = account.hold_id AND h.{_H.status} = {held} "
         f"RETURNING {_HOLD_COLUMNS.select('h')}), "
-        f"lot AS (UPDATE {_L.table} l SET {_L.remaining} = l.{_L.remaining} - account.amount, "
-        f"{_L.status} = CASE WHEN l.{_L.remaining} = account.amount "
-        f"THEN {_literal(LotStatus.CLOSED)} ELSE l.{_L.status} END FROM account "
+        f"lot AS (UPDATE {_L.table} l SET {_lot_take_sql(amount='account.amount', lot='l')} "
+        "FROM account "
         f"WHERE l.{_L.id} = account.lot_id AND l.{_L.remaining} >= account.amount "
         f"AND l.{_L.status} = {active} RETURNING l.{_L.id}), "
         f'transfer AS (INSERT INTO "{meta.db_table}" ({columns}) SELECT {values} FROM account '
@@ -972,7 +993,7 @@ def hold_confirm(
     expires_at even before the release job ran; nothing is burned).
     """
     now = now or timezone.now()
-    if member is not None and connection.vendor == "postgresql" and not connection.in_atomic_block:
+    if member is not None and _one_statement_possible():
         # The usual confirmation in one statement, atomic on its own (no BEGIN and COMMIT round
         # trips); anything unusual writes nothing there and is decided below.
         hold = _confirm_in_one_statement(

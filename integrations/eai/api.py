@@ -19,8 +19,6 @@ The whole wire contract is in this module, to be read side by side with the seed
 
 from __future__ import annotations
 
-import json
-
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import serializers
@@ -31,6 +29,7 @@ from rest_framework.views import APIView, set_rollback
 from integrations.eai import services
 from integrations.eai.auth import VendorAllowed, VendorBasicAuthentication
 from integrations.eai.exceptions import EaiError, InactiveUser, InvalidRequest, UnknownUser
+from integrations.eai.payload import json_object
 from loyalty.models import Member
 from loyalty.validators import EXTERNAL_ID_MAX_LENGTH
 from points.exceptions import (
@@ -57,7 +56,6 @@ SUCCESS = {
 
 TRANSACTION_ID_MAX_LENGTH = 200  # points.models.Hold.transaction_id
 DESCRIPTION_MAX_LENGTH = 500  # points.models.Hold.description
-BODY_KEYS = ("userid", "pointstodeduct", "transactionid", "description")
 
 
 # --- request parsing ----------------------------------------------------------------------------
@@ -125,26 +123,6 @@ def _requested_action(query) -> str:
     return flags.pop()
 
 
-def _json_object(request) -> dict:
-    # Parsed here rather than by DRF's parser so that a vendor sending JSON with a wrong or
-    # missing Content-Type is still understood, and anything that is not JSON is a plain 400.
-    try:
-        payload = json.loads(request.body or b"")
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("the body must be a JSON object") from None
-    if not isinstance(payload, dict):
-        raise InvalidRequest("the body must be a JSON object")
-    normalised: dict = {}
-    for key, value in payload.items():
-        canonical = key.lower()
-        if canonical not in BODY_KEYS:
-            continue  # unknown keys are ignored, so vendors may send more than we read
-        if canonical in normalised and normalised[canonical] != value:
-            raise InvalidRequest(f"{canonical} is given twice with different values")
-        normalised[canonical] = value
-    return normalised
-
-
 # --- the view -----------------------------------------------------------------------------------
 
 
@@ -195,7 +173,7 @@ class EaiPointsApi(APIView):
 
     authentication_classes = [VendorBasicAuthentication]
     permission_classes = [VendorAllowed]
-    parser_classes = [JSONParser]  # documents the body; _json_object reads it
+    parser_classes = [JSONParser]  # documents the body; payload.json_object reads it
 
     class CommitInputSerializer(serializers.Serializer):
         userid = _string_field(max_length=EXTERNAL_ID_MAX_LENGTH)
@@ -308,7 +286,7 @@ class EaiPointsApi(APIView):
     )
     def post(self, request):
         action = _requested_action(request.query_params)
-        payload = _json_object(request)
+        payload = json_object(request)
         if isinstance(payload.get("transactionid"), str):
             self.transaction_id = payload["transactionid"][:TRANSACTION_ID_MAX_LENGTH]
         vendor = request.user.vendor

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass, field
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -18,7 +17,9 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.permissions import BasePermission
 
 from integrations.eai import selectors
+from integrations.eai.exceptions import InvalidRequest
 from integrations.eai.models import Vendor
+from integrations.eai.payload import json_object
 from loyalty.models import Member
 
 REALM = "eai"
@@ -79,21 +80,14 @@ class VendorBasicAuthentication(BaseAuthentication):
 
 
 def _userid_in_body(request) -> str | None:
-    """The userid a JSON body names (any key case), or None: a look ahead, so that the member is
-    read with the credentials. The view still parses and validates the body, and refuses it
-    with its own messages, after the caller has proven who it is."""
+    """The userid the body names, or None: a look ahead, so that the member is read with the
+    credentials. A body the view will refuse names none here; the view refuses it, with its
+    own message, once the caller has proven who it is."""
     try:
-        payload = json.loads(request.body or b"")
-    except (ValueError, UnicodeDecodeError):
+        userid = json_object(request).get("userid")
+    except InvalidRequest:
         return None
-    if not isinstance(payload, dict):
-        return None
-    found = {
-        value
-        for key, value in payload.items()
-        if key.lower() == "userid" and isinstance(value, str)
-    }
-    return found.pop() if len(found) == 1 else None
+    return userid if isinstance(userid, str) else None
 
 
 class VendorAllowed(BasePermission):
