@@ -19,6 +19,9 @@ The whole wire contract is in this module, to be read side by side with the seed
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import serializers
@@ -28,7 +31,13 @@ from rest_framework.views import APIView, set_rollback
 
 from integrations.eai import services
 from integrations.eai.auth import VendorAllowed, VendorBasicAuthentication
-from integrations.eai.exceptions import EaiError, InactiveUser, InvalidRequest, UnknownUser
+from integrations.eai.exceptions import (
+    EaiError,
+    InactiveUser,
+    InvalidField,
+    InvalidRequest,
+    UnknownUser,
+)
 from integrations.eai.payload import json_object
 from loyalty.models import Member
 from loyalty.validators import EXTERNAL_ID_MAX_LENGTH
@@ -61,55 +70,79 @@ DESCRIPTION_MAX_LENGTH = 500  # points.models.Hold.description
 # --- request parsing ----------------------------------------------------------------------------
 
 
-def _string_field(*, max_length: int, **kwargs) -> serializers.CharField:
-    return StrictCharField(
-        max_length=max_length,
-        trim_whitespace=False,
-        error_messages={
-            "required": "is required",
-            "null": "must not be null",
-            "blank": "must not be empty",
-            "invalid": "must be a string",
-            "max_length": f"must be at most {max_length} characters",
-        },
-        **kwargs,
-    )
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class StrictCharField(serializers.CharField):
-    """A JSON string and nothing else: DRF's CharField would quietly turn 42 into "42"."""
+def _text(payload: dict, field: str, *, max_length: int, optional: bool = False) -> str | None:
+    """A JSON string of 1..max_length characters. An optional field may be absent, null or
+    empty (None). Checked by hand rather than by a DRF serializer: this is the hottest path of
+    the platform, and a serializer's per-request field copies cost more than the whole check."""
+    if field not in payload:
+        if optional:
+            return None
+        raise InvalidField(field, "is required")
+    value = payload[field]
+    if value is None:
+        if optional:
+            return None
+        raise InvalidField(field, "must not be null")
+    if not isinstance(value, str):
+        raise InvalidField(field, "must be a string")
+    if not value:
+        if optional:
+            return None
+        raise InvalidField(field, "must not be empty")
+    if len(value) > max_length:
+        raise InvalidField(field, f"must be at most {max_length} characters")
+    # PostgreSQL text cannot hold either: refused here, not by the database as a 500.
+    if "\x00" in value:
+        raise InvalidField(field, "must not contain a null character")
+    if _SURROGATE.search(value):
+        raise InvalidField(field, "must not contain an unpaired surrogate character")
+    return value
 
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
+
+def _points(payload: dict, field: str) -> int:
+    """A JSON integer in 1..MAX_POINTS_PER_OPERATION: not a bool, float or numeric string."""
+    if field not in payload:
+        raise InvalidField(field, "is required")
+    value = payload[field]
+    if value is None:
+        raise InvalidField(field, "must not be null")
+    # bool is an int in Python, and true points are a bug, not one point.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidField(field, "must be a whole number")
+    if value <= 0:
+        raise InvalidField(field, "must be greater than zero")
+    if value > MAX_POINTS_PER_OPERATION:
+        raise InvalidField(field, f"must be at most {MAX_POINTS_PER_OPERATION}")
+    return value
 
 
-class PointsField(serializers.Field):
-    """A JSON integer >= 1: not a bool, float, or numeric string."""
+@dataclass(frozen=True, slots=True)
+class EaiRequestBody:
+    """The body, checked field by field in the documented order (the first problem is
+    reported). points and description are read on commit only."""
 
-    default_error_messages = {
-        "invalid": "must be a whole number",
-        "not_positive": "must be greater than zero",
-        "too_large": f"must be at most {MAX_POINTS_PER_OPERATION}",
-    }
+    userid: str
+    transactionid: str
+    points: int | None = None
+    description: str = ""
 
-    def __init__(self, **kwargs):
-        kwargs.setdefault("error_messages", {"required": "is required", "null": "must not be null"})
-        super().__init__(**kwargs)
-
-    def to_internal_value(self, data):
-        # bool is an int in Python, and true points are a bug, not one point.
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        if data <= 0:
-            self.fail("not_positive")
-        if data > MAX_POINTS_PER_OPERATION:
-            self.fail("too_large")
-        return data
-
-    def to_representation(self, value):
-        return value
+    @classmethod
+    def parse(cls, payload: dict, *, action: str) -> EaiRequestBody:
+        userid = _text(payload, "userid", max_length=EXTERNAL_ID_MAX_LENGTH)
+        if action != COMMIT:
+            transactionid = _text(payload, "transactionid", max_length=TRANSACTION_ID_MAX_LENGTH)
+            return cls(userid=userid, transactionid=transactionid)
+        points = _points(payload, "pointstodeduct")
+        transactionid = _text(payload, "transactionid", max_length=TRANSACTION_ID_MAX_LENGTH)
+        description = _text(
+            payload, "description", max_length=DESCRIPTION_MAX_LENGTH, optional=True
+        )
+        return cls(
+            userid=userid, transactionid=transactionid, points=points, description=description or ""
+        )
 
 
 def _requested_action(query) -> str:
@@ -174,20 +207,6 @@ class EaiPointsApi(APIView):
     authentication_classes = [VendorBasicAuthentication]
     permission_classes = [VendorAllowed]
     parser_classes = [JSONParser]  # documents the body; payload.json_object reads it
-
-    class CommitInputSerializer(serializers.Serializer):
-        userid = _string_field(max_length=EXTERNAL_ID_MAX_LENGTH)
-        pointstodeduct = PointsField()
-        transactionid = _string_field(max_length=TRANSACTION_ID_MAX_LENGTH)
-        description = _string_field(
-            max_length=DESCRIPTION_MAX_LENGTH, required=False, allow_blank=True, allow_null=True
-        )
-
-    class ResolveInputSerializer(serializers.Serializer):
-        userid = _string_field(max_length=EXTERNAL_ID_MAX_LENGTH)
-        transactionid = _string_field(max_length=TRANSACTION_ID_MAX_LENGTH)
-
-    OutputSerializer = EaiReplySerializer
 
     # Set as soon as the body names one, so that error replies can carry it too.
     transaction_id: str | None = None
@@ -290,14 +309,9 @@ class EaiPointsApi(APIView):
         if isinstance(payload.get("transactionid"), str):
             self.transaction_id = payload["transactionid"][:TRANSACTION_ID_MAX_LENGTH]
         vendor = request.user.vendor
-        serializer_class = (
-            self.CommitInputSerializer if action == COMMIT else self.ResolveInputSerializer
-        )
-        serializer = serializer_class(data=payload)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        body = EaiRequestBody.parse(payload, action=action)
 
-        member = request.user.member(data["userid"])
+        member = request.user.member(body.userid)
         if member is None:
             raise UnknownUser()
         if action == COMMIT:
@@ -306,28 +320,27 @@ class EaiPointsApi(APIView):
             result = services.vendor_points_commit(
                 vendor=vendor,
                 member=member,
-                points=data["pointstodeduct"],
-                transaction_id=data["transactionid"],
-                description=data.get("description") or "",
+                points=body.points,
+                transaction_id=body.transactionid,
+                description=body.description,
             )
         elif action == CONFIRM:
             result = services.vendor_points_confirm(
-                vendor=vendor, member=member, transaction_id=data["transactionid"]
+                vendor=vendor, member=member, transaction_id=body.transactionid
             )
         else:
             result = services.vendor_points_rollback(
-                vendor=vendor, member=member, transaction_id=data["transactionid"]
+                vendor=vendor, member=member, transaction_id=body.transactionid
             )
 
         message, code = SUCCESS[action]
-        reply = self.OutputSerializer(
-            {
-                "status": "success",
-                "message": message,
-                "code": code,
-                "transactionid": result.hold.transaction_id,
-            }
-        ).data
+        # EaiReplySerializer documents this shape; a test holds the two together.
+        reply = {
+            "status": "success",
+            "message": message,
+            "code": code,
+            "transactionid": result.hold.transaction_id,
+        }
         headers = {"Idempotent-Replayed": "true"} if result.replayed else None
         return Response(reply, status=200, headers=headers)
 
@@ -348,20 +361,6 @@ def _ledger_refusal(exc: PointsError) -> tuple[int, str]:
     return 400, exc.code
 
 
-def _validation_refusal(exc: drf_exceptions.ValidationError) -> tuple[str, str]:
-    """The first field error, as ("<field> <problem>", "invalid_<field>")."""
-    detail = exc.detail
-    if isinstance(detail, dict) and detail:
-        field, problems = next(iter(detail.items()))
-        problem = problems[0] if isinstance(problems, list) and problems else problems
-        if field == "non_field_errors":
-            return str(problem), "invalid_request"
-        return f"{field} {problem}", f"invalid_{field}"
-    if isinstance(detail, list) and detail:
-        return str(detail[0]), "invalid_request"
-    return str(detail), "invalid_request"
-
-
 def eai_exception_handler(exc, context):
     """Map every refusal on the EAI API to `{"status": "failed", "message", "code", ...}`."""
     headers = {}
@@ -370,9 +369,6 @@ def eai_exception_handler(exc, context):
         message = exc.message
     elif isinstance(exc, EaiError):
         status, code, message = exc.status, exc.code, exc.message
-    elif isinstance(exc, drf_exceptions.ValidationError):
-        status = 400
-        message, code = _validation_refusal(exc)
     elif isinstance(exc, drf_exceptions.APIException):
         status = exc.status_code
         codes = exc.get_codes()

@@ -19,6 +19,14 @@ class InvalidRequest(EaiError):
     code = "invalid_request"
 
 
+class InvalidField(InvalidRequest):
+    """One body field is missing or malformed: "<field> <problem>", code invalid_<field>."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field} {problem}")
+        self.code = f"invalid_{field}"
+
+
 class UnknownUser(EaiError):
     code = "invalid_user"
     default_message = "user is invalid"

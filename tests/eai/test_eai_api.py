@@ -61,6 +61,21 @@ def test_commit_holds_the_points_and_replies_with_the_seed_message(
     assert not Transfer.objects.filter(kind=TransferKind.BURN).exists()
 
 
+def test_every_reply_has_exactly_the_documented_fields(eai, funded_member):
+    from integrations.eai.api import EaiReplySerializer
+
+    documented = set(EaiReplySerializer().fields)
+    replies = [
+        eai.commit(funded_member.external_id, 5, "shape-1"),
+        eai.post("?confirm", {"userid": funded_member.external_id, "transactionid": "shape-1"}),
+        eai.post("?rollback", {"userid": funded_member.external_id, "transactionid": "shape-1"}),
+        eai.post("?commit", {"userid": funded_member.external_id}),
+    ]
+
+    assert [response.status_code for response in replies] == [200, 200, 409, 400]
+    assert all(set(reply(response)) == documented for response in replies)
+
+
 def test_confirm_deducts_the_held_points_once_with_a_transfer_naming_vendor_and_transaction(
     eai, vendor, program, funded_member
 ):
@@ -305,6 +320,14 @@ VALID = {"userid": "__member__", "pointstodeduct": 10, "transactionid": "bad-1"}
         ({**VALID, "transactionid": ""}, "invalid_transactionid", None),
         ({**VALID, "transactionid": "x" * 201}, "invalid_transactionid", None),
         ({**VALID, "description": 7}, "invalid_description", None),
+        ({**VALID, "description": "x" * 501}, "invalid_description", None),
+        (
+            {**VALID, "transactionid": "nul\u0000"},
+            "invalid_transactionid",
+            "transactionid must not contain a null character",
+        ),
+        ({**VALID, "description": "half \ud83d"}, "invalid_description", None),
+        ({**VALID, "userid": None}, "invalid_userid", "userid must not be null"),
         ({**VALID, "userid": "nobody-here"}, "invalid_user", "user is invalid"),
         ({**VALID, "userId": "someone-else"}, "invalid_request", None),
     ],
@@ -324,6 +347,10 @@ VALID = {"userid": "__member__", "pointstodeduct": 10, "transactionid": "bad-1"}
         "empty-transactionid",
         "long-transactionid",
         "non-string-description",
+        "long-description",
+        "nul-in-transactionid",
+        "lone-surrogate-in-description",
+        "null-userid",
         "unknown-user",
         "two-spellings-disagree",
     ],
