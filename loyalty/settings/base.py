@@ -38,12 +38,13 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "loyalty.middleware.RequestSizeLimitMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's browser middleware, skipped on the credential-only API contracts (middleware.py).
+    "loyalty.middleware.BrowserSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "loyalty.middleware.BrowserCsrfViewMiddleware",
+    "loyalty.middleware.BrowserAuthenticationMiddleware",
+    "loyalty.middleware.BrowserMessageMiddleware",
+    "loyalty.middleware.BrowserXFrameOptionsMiddleware",
     "loyalty.middleware.DatabaseUnavailableMiddleware",
 ]
 
