@@ -21,8 +21,14 @@ class OutboxStatus(models.TextChoices):
 
 class OutboxMessage(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Indexed by outbox_org_status_idx, which leads with it.
     organization = models.ForeignKey(
-        Organization, on_delete=models.PROTECT, null=True, blank=True, related_name="outbox"
+        Organization,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="outbox",
+        db_index=False,
     )
     topic = models.CharField(
         max_length=64, help_text="What it reports: partner.callback, follower.adjustment, ..."
@@ -62,7 +68,10 @@ class OutboxMessage(models.Model):
 
 
 class DeliveryAttempt(models.Model):
-    message = models.ForeignKey(OutboxMessage, on_delete=models.CASCADE, related_name="attempt_log")
+    # Indexed by attempt_number_unique, which leads with it.
+    message = models.ForeignKey(
+        OutboxMessage, on_delete=models.CASCADE, related_name="attempt_log", db_index=False
+    )
     number = models.PositiveIntegerField()
     started_at = models.DateTimeField()
     duration_ms = models.PositiveIntegerField(default=0)

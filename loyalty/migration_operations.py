@@ -1,4 +1,5 @@
-"""Migration operations the apps share: append-only tables and periodic job schedules.
+"""Migration operations the apps share: append-only tables, periodic job schedules, and dropping
+a foreign key's own index without re-checking the key.
 
 Kept small and stable: migrations import them, so their behaviour must not change once used.
 """
@@ -59,3 +60,34 @@ def schedule_periodic_jobs(jobs: list[tuple[str, str, int]]) -> migrations.RunPy
         PeriodicTask.objects.filter(name__in=[name for name, _, _ in jobs]).delete()
 
     return migrations.RunPython(schedule, unschedule)
+
+
+def drop_foreign_key_index(
+    app_label: str, model_name: str, field_name: str, field
+) -> migrations.SeparateDatabaseAndState:
+    """`field` (the foreign key, now db_index=False) loses the index Django gave it, and nothing
+    else. Django's own AlterField drops and re-adds the key's constraint, and on PostgreSQL
+    re-adding it checks every row of the table under a lock that stops writes: minutes on a
+    production ledger. The constraint needs no index of its own here; a composite index that
+    leads with the column serves both its checks and the queries."""
+
+    def index_name(apps, schema_editor) -> tuple[str, str, str]:
+        model = apps.get_model(app_label, model_name)
+        table, column = model._meta.db_table, model._meta.get_field(field_name).column
+        # The name Django gave the index when it created it with the field.
+        name = schema_editor._create_index_name(table, [column], suffix="")
+        return schema_editor.quote_name(name), schema_editor.quote_name(table), column
+
+    def drop(apps, schema_editor):
+        name, _table, _column = index_name(apps, schema_editor)
+        schema_editor.execute(f"DROP INDEX IF EXISTS {name}", params=None)
+
+    def create(apps, schema_editor):
+        name, table, column = index_name(apps, schema_editor)
+        column = schema_editor.quote_name(column)
+        schema_editor.execute(f"CREATE INDEX {name} ON {table} ({column})", params=None)
+
+    return migrations.SeparateDatabaseAndState(
+        state_operations=[migrations.AlterField(model_name, field_name, field)],
+        database_operations=[migrations.RunPython(drop, create)],
+    )
