@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 from oauth2_provider.models import get_application_model
 
@@ -659,10 +658,7 @@ def _apply(*, request: PartnerRequest, rule: PointRule, member: Member, amount: 
     if not _take_member_allowance(rule=rule, member=member, amount=amount, at=request.created_at):
         raise _ProcessingFailed("member_limit_reached", LIMIT_MESSAGE[rule.kind])
     if rule.total_budget is not None:
-        # Conditional UPDATE: concurrent requests never take the budget past total_budget.
-        taken = PointRule.objects.filter(
-            pk=rule.pk, total_used__lte=F("total_budget") - amount
-        ).update(total_used=F("total_used") + amount)
+        taken = sql.execute(_TAKE_BUDGET_SQL, [amount, sql.param(PointRule, "id", rule.pk), amount])
         if not taken:
             raise _ProcessingFailed("budget_exhausted", LIMIT_MESSAGE[rule.kind])
     common = {
@@ -680,6 +676,26 @@ def _apply(*, request: PartnerRequest, rule: PointRule, member: Member, amount: 
     return point_services.burn(**common)
 
 
+# Conditional UPDATE: concurrent requests never take a rule's budget past total_budget.
+_TAKE_BUDGET_SQL = (
+    f'UPDATE "{PointRule._meta.db_table}" SET "total_used" = "total_used" + %s '  # noqa: S608
+    'WHERE "id" = %s AND "total_used" + %s <= "total_budget"'
+)
+_RULE_USAGE = RuleUsage._meta.db_table
+# Count the amount in the member's usage of the rule for the period, in one statement: the first
+# use of a period inserts the row; later ones add to it only while the sum stays within the
+# limit (the row's lock serialises concurrent adders, and each re-checks). A row comes back when
+# the amount was counted.
+_TAKE_ALLOWANCE_SQL = (
+    f'INSERT INTO "{_RULE_USAGE}" AS u ("rule_id", "member_id", "period_start", "used") '  # noqa: S608
+    "VALUES (%s, %s, %s, %s) "
+    'ON CONFLICT ("rule_id", "member_id", "period_start") '
+    'DO UPDATE SET "used" = u."used" + EXCLUDED."used" '
+    'WHERE u."used" + EXCLUDED."used" <= %s '
+    'RETURNING "id"'
+)
+
+
 def _take_member_allowance(*, rule: PointRule, member: Member, amount: int, at) -> bool:
     """Count `amount` in the member's usage of the rule for the period; False if over limit."""
     if rule.member_limit is None:
@@ -687,19 +703,14 @@ def _take_member_allowance(*, rule: PointRule, member: Member, amount: int, at) 
     if amount > rule.member_limit:
         return False
     start = period_start(period=rule.member_limit_period, at=at)
-    lookup = {"rule": rule, "member": member, "period_start": start}
-    if not RuleUsage.objects.filter(**lookup).exists():
-        try:
-            with transaction.atomic():
-                RuleUsage.objects.create(**lookup)
-        except IntegrityError:
-            pass  # a concurrent request created it; the conditional update below decides
-    # Conditional UPDATE: under concurrency the row lock serialises writers and each re-checks.
-    return bool(
-        RuleUsage.objects.filter(**lookup, used__lte=rule.member_limit - amount).update(
-            used=F("used") + amount
-        )
-    )
+    params = [
+        sql.param(RuleUsage, "rule", rule.pk),
+        sql.param(RuleUsage, "member", member.pk),
+        sql.param(RuleUsage, "period_start", start),
+        amount,
+        rule.member_limit,
+    ]
+    return sql.fetch_one(_TAKE_ALLOWANCE_SQL, params) is not None
 
 
 def _set_outcome(

@@ -25,6 +25,7 @@ from integrations.partner.services import partner_request_process
 from loyalty.engagement.models import MemberTier
 from loyalty.engagement.services import tier_create
 from points import services as point_services
+from points.models import RuleUsage
 from tests.conftest import is_postgres
 from tests.partner.conftest import point_body, post_points
 
@@ -50,6 +51,33 @@ def test_processing_an_accepted_earn_is_pinned(
     # then it succeeded
     request.refresh_from_db()
     assert request.status == PartnerRequestStatus.SUCCEEDED
+
+
+def test_a_rule_with_a_member_limit_counts_the_usage_in_one_statement(
+    client, token, earn_rule, program, member, public_dns, django_assert_num_queries
+):
+    # given an accepted earn under a rule with a per-member limit, by a member who has earned
+    # under it before (the period's usage row exists) and one who has not
+    earn_rule.member_limit = 1000
+    earn_rule.save()
+    point_services.earn(program=program, member=member, amount=1)
+    for request_id in ("limit-1", "limit-2"):
+        body = point_body(user_id=member.external_id, rule=earn_rule, request_id=request_id)
+        assert post_points(client, token, body)
+    first, second = PartnerRequest.objects.order_by("pk")
+
+    # when a worker processes them: the 12 statements of any earn, a savepoint around the
+    # counted usage and the ledger (2), and the usage counted by one upsert, whether it
+    # creates the period's row or adds to it
+    for request in (first, second):
+        with django_assert_num_queries(12 + 2 + 1):
+            partner_request_process(partner_request_id=request.pk)
+
+    # then both succeeded and the usage holds both
+    assert [r.status for r in PartnerRequest.objects.order_by("pk")] == [
+        PartnerRequestStatus.SUCCEEDED
+    ] * 2
+    assert RuleUsage.objects.get(rule=earn_rule, member=member).used == 2 * first.amount
 
 
 @pytest.mark.parametrize(("lifetime_tiers", "queries"), [(False, 6), (True, 7)])
