@@ -561,6 +561,7 @@ def earn(
     idempotency_key: str | None = None,
     kind: str = TransferKind.EARN,
     now: dt.datetime | None = None,
+    savepoint: bool = True,
 ) -> EarnResult:
     """Credit points to the member as a new lot (issued -> member).
 
@@ -568,6 +569,7 @@ def earn(
     `activate_due_lots`. valid_to defaults to the program's default validity. With an
     idempotency_key, a repeat returns the first result (replayed=True); the same key with another
     member or amount raises IdempotencyConflict. Raises InvalidAmount, ProgramIsFollower.
+    savepoint=False: the caller's own atomic block undoes a failure (one savepoint less).
     """
     amount = _check_amount(amount)
     _refuse_follower(program)
@@ -577,7 +579,7 @@ def earn(
         valid_to = valid_from + dt.timedelta(days=program.default_validity_days)
     if valid_to is not None and valid_to <= valid_from:
         raise InvalidAmount("validTo must be after validFrom")
-    with transaction.atomic():
+    with transaction.atomic(savepoint=savepoint):
         account = _lock_member_account(
             program=program, member=member, counter_kind=AccountKind.ISSUED
         )
@@ -623,16 +625,17 @@ def burn(
     actor: str = "system",
     idempotency_key: str | None = None,
     kind: str = TransferKind.BURN,
+    savepoint: bool = True,
 ) -> Transfer:
     """Debit available points (member -> redeemed), soonest-expiring lots first.
 
     Raises InsufficientPoints when balance - held < amount (nothing changes), InvalidAmount,
     ProgramIsFollower, IdempotencyConflict. A repeat with the same idempotency_key returns the
-    first transfer.
+    first transfer. savepoint=False: the caller's own atomic block undoes a failure.
     """
     amount = _check_amount(amount)
     _refuse_follower(program)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=savepoint):
         account = _lock_member_account(
             program=program, member=member, counter_kind=AccountKind.REDEEMED
         )

@@ -618,11 +618,10 @@ def _settle(request: PartnerRequest, *, now: dt.datetime) -> None:
     _write_outcomes in the same transaction)."""
     rule, member = request.rule, request.member
     amount = capped_amount(rule=rule, amount=request.amount)
-    # A savepoint when the rule counts usage or budget before the ledger moves: a failure
-    # undoes them. Without either, the ledger's own transaction is the only write to undo.
-    counts_usage = rule.member_limit is not None or rule.total_budget is not None
     try:
-        with transaction.atomic() if counts_usage else contextlib.nullcontext():
+        # One savepoint per request: a failure undoes its usage, budget and ledger writes and
+        # leaves the batch's other requests alone (the ledger takes no savepoint of its own).
+        with transaction.atomic():
             transfer = _apply(request=request, rule=rule, member=member, amount=amount)
     except _ProcessingFailed as failure:
         _set_outcome(request, now=now, failure_code=failure.code, error_message=failure.message)
@@ -670,6 +669,7 @@ def _apply(*, request: PartnerRequest, rule: PointRule, member: Member, amount: 
         "reference": request.request_id,
         "actor": f"client:{request.client_id}",
         "idempotency_key": f"partner:{request.client_id}:{request.request_id}",
+        "savepoint": False,  # _settle's savepoint covers the ledger's writes too
     }
     if rule.kind == RuleKind.EARN:
         return point_services.earn(**common).transfer
