@@ -217,9 +217,12 @@ def test_redeem_answers_only_get(signed_in, vendor):
 
 
 def test_a_vendor_needs_a_program_of_its_own_organisation_and_an_https_url(
-    org, make_org, make_program, make_vendor, program
+    org, make_org, make_program, make_vendor, program, settings
 ):
     from django.core.exceptions import ValidationError
+
+    # As in production, whatever the developer's shell says (the switch allows http URLs).
+    settings.LOYALTY_ALLOW_INSECURE_CALLBACKS = False
 
     foreign_program = make_program(make_org())
     with pytest.raises(ValidationError) as wrong_program:
