@@ -64,6 +64,7 @@ from integrations.follower.exceptions import (
     TooManyItems,
 )
 from integrations.follower.selectors import balance_job_get
+from loyalty.api_fields import StrictCharField, StrictIntegerField
 from loyalty.validators import EXTERNAL_ID_MAX_LENGTH, external_id_problem
 from points.exceptions import PointsError
 from points.services import MAX_POINTS_PER_OPERATION
@@ -113,24 +114,6 @@ ERRORS = {
 
 
 # --- item fields -------------------------------------------------------------------------------
-
-
-class StrictIntegerField(serializers.IntegerField):
-    """A JSON number without a fraction: "12", 12.0 and true are not points."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictCharField(serializers.CharField):
-    """A JSON string: DRF's CharField would quietly turn 42 into "42"."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 class ContactIdField(StrictCharField):

@@ -38,6 +38,7 @@ from integrations.partner.exceptions import PartnerApiError
 from integrations.partner.selectors import member_balance_get
 from integrations.partner.services import PointRequestInput, error_body, partner_request_submit
 from integrations.url_safety import UnsafeURLError, validate_callback_url
+from loyalty.api_fields import StrictCharField, StrictIntegerField
 from loyalty.validators import EXTERNAL_ID_MAX_LENGTH, external_id_problem
 from points.services import MAX_POINTS_PER_OPERATION
 
@@ -325,24 +326,6 @@ def _errors(described: dict[int, str]) -> dict:
 
 
 # --- POST /api/v1/points ------------------------------------------------------------------------
-
-
-class StrictCharField(serializers.CharField):
-    """A JSON string: not 42 (DRF's CharField would quietly turn it into "42")."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictIntegerField(serializers.IntegerField):
-    """A JSON integer: not a string of digits, not 10.0, not true."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 class PointRequestCreateApi(PartnerApi):

@@ -45,6 +45,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView, set_rollback
 
 from integrations.clients import ApiClientAuthentication, HasScopes
+from loyalty.api_fields import StrictIntegerField
 from loyalty.engagement import selectors, services
 from loyalty.engagement.exceptions import (
     Conflict,
@@ -234,15 +235,6 @@ class StrictSerializerScheme(OpenApiSerializerExtension):
         if direction == "request":
             schema["additionalProperties"] = False
         return schema
-
-
-class StrictIntegerField(serializers.IntegerField):
-    """A JSON integer: not a string of digits, not 10.0, not true."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 def idempotency_key_get(request, *, required: bool) -> str | None:
