@@ -7,6 +7,7 @@ Kept small and stable: migrations import them, so their behaviour must not chang
 from __future__ import annotations
 
 from django.db import migrations
+from django.db.migrations.operations.fields import FieldOperation
 
 _CREATE = """
 CREATE OR REPLACE FUNCTION {table}_append_only() RETURNS trigger AS $$
@@ -62,32 +63,44 @@ def schedule_periodic_jobs(jobs: list[tuple[str, str, int]]) -> migrations.RunPy
     return migrations.RunPython(schedule, unschedule)
 
 
-def drop_foreign_key_index(
-    app_label: str, model_name: str, field_name: str, field
-) -> migrations.SeparateDatabaseAndState:
-    """`field` (the foreign key, now db_index=False) loses the index Django gave it, and nothing
-    else. Django's own AlterField drops and re-adds the key's constraint, and on PostgreSQL
-    re-adding it checks every row of the table under a lock that stops writes: minutes on a
-    production ledger. The constraint needs no index of its own here; a composite index that
-    leads with the column serves both its checks and the queries."""
+class DropForeignKeyIndex(FieldOperation):
+    """The foreign key `name` of `model_name` loses the index Django gave it, and nothing else;
+    the field becomes db_index=False. Django's own AlterField drops and re-adds the key's
+    constraint, and on PostgreSQL re-adding it checks every row of the table under a lock that
+    stops writes: minutes on a production ledger. The constraint needs no index of its own
+    where a composite index leads with the column: that one serves its checks and the queries.
+    """
 
-    def index_name(apps, schema_editor) -> tuple[str, str, str]:
-        model = apps.get_model(app_label, model_name)
-        table, column = model._meta.db_table, model._meta.get_field(field_name).column
-        # The name Django gave the index when it created it with the field.
-        name = schema_editor._create_index_name(table, [column], suffix="")
-        return schema_editor.quote_name(name), schema_editor.quote_name(table), column
+    def __init__(self, model_name: str, name: str):
+        super().__init__(model_name, name)
 
-    def drop(apps, schema_editor):
-        name, _table, _column = index_name(apps, schema_editor)
+    def deconstruct(self):
+        return self.__class__.__name__, [self.model_name, self.name], {}
+
+    def state_forwards(self, app_label, state):
+        field = state.models[app_label, self.model_name_lower].fields[self.name].clone()
+        field.db_index = False
+        state.alter_field(app_label, self.model_name_lower, self.name, field, True)
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        name, _table, _column = self._index(app_label, schema_editor, from_state)
         schema_editor.execute(f"DROP INDEX IF EXISTS {name}", params=None)
 
-    def create(apps, schema_editor):
-        name, table, column = index_name(apps, schema_editor)
-        column = schema_editor.quote_name(column)
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        name, table, column = self._index(app_label, schema_editor, to_state)
         schema_editor.execute(f"CREATE INDEX {name} ON {table} ({column})", params=None)
 
-    return migrations.SeparateDatabaseAndState(
-        state_operations=[migrations.AlterField(model_name, field_name, field)],
-        database_operations=[migrations.RunPython(drop, create)],
-    )
+    def _index(self, app_label, schema_editor, state) -> tuple[str, str, str]:
+        """The index's name (the one Django gave it with the field), table and column, quoted."""
+        model = state.apps.get_model(app_label, self.model_name)
+        table, column = model._meta.db_table, model._meta.get_field(self.name).column
+        name = schema_editor._create_index_name(table, [column], suffix="")
+        quote = schema_editor.quote_name
+        return quote(name), quote(table), quote(column)
+
+    def describe(self):
+        return f"Drop the index of foreign key {self.name} on {self.model_name}"
+
+    @property
+    def migration_name_fragment(self):
+        return f"drop_{self.model_name_lower}_{self.name_lower}_index"

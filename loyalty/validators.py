@@ -1,4 +1,4 @@
-"""Validation of member identifiers shared by every API that creates members.
+"""Validation shared by the APIs: member identifiers, and text a database column can hold.
 
 Partners identify members by an external id (userId, userid, contactId, user_id). It must not
 be personal data: ids travel in URLs, logs and third-party systems, so an e-mail address, a phone
@@ -20,6 +20,10 @@ _PHONE_RE = re.compile(r"^(\+[\d\s().\-]+|[\d().\-]+[\s().\-][\d\s().\-]+)$")
 _SSN_RE = re.compile(r"^\d{3}-\d{2}-\d{4}$")
 _PERSONNUMMER_RE = re.compile(r"^(\d{6}|\d{8})[-+]\d{4}$")
 _ALLOWED_CHARS_RE = re.compile(r"^[A-Za-z0-9._:\-]+$")
+
+# What PostgreSQL text cannot hold (a NUL; an unpaired surrogate, which has no UTF-8 form): DRF's
+# CharField validators refuse the same.
+UNSTORABLE_TEXT_RE = re.compile("[\x00\ud800-\udfff]")
 
 
 def external_id_problem(value: object) -> str | None:

@@ -19,7 +19,6 @@ The whole wire contract is in this module, to be read side by side with the seed
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
@@ -40,7 +39,7 @@ from integrations.eai.exceptions import (
 )
 from integrations.eai.payload import json_object
 from loyalty.models import Member
-from loyalty.validators import EXTERNAL_ID_MAX_LENGTH
+from loyalty.validators import EXTERNAL_ID_MAX_LENGTH, UNSTORABLE_TEXT_RE
 from points.exceptions import (
     HoldAlreadyResolved,
     HoldConflict,
@@ -70,9 +69,6 @@ DESCRIPTION_MAX_LENGTH = 500  # points.models.Hold.description
 # --- request parsing ----------------------------------------------------------------------------
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _text(payload: dict, field: str, *, max_length: int, optional: bool = False) -> str | None:
     """A JSON string of 1..max_length characters. An optional field may be absent, null or
     empty (None). Checked by hand rather than by a DRF serializer: this is the hottest path of
@@ -94,10 +90,10 @@ def _text(payload: dict, field: str, *, max_length: int, optional: bool = False)
         raise InvalidField(field, "must not be empty")
     if len(value) > max_length:
         raise InvalidField(field, f"must be at most {max_length} characters")
-    # PostgreSQL text cannot hold either: refused here, not by the database as a 500.
-    if "\x00" in value:
-        raise InvalidField(field, "must not contain a null character")
-    if _SURROGATE.search(value):
+    # Refused here, not by the database as a 500.
+    if UNSTORABLE_TEXT_RE.search(value):
+        if "\x00" in value:
+            raise InvalidField(field, "must not contain a null character")
         raise InvalidField(field, "must not contain an unpaired surrogate character")
     return value
 

@@ -39,8 +39,6 @@ contacts, amounts, definitions or dates is 409.
 
 from __future__ import annotations
 
-import re
-
 from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -65,7 +63,11 @@ from integrations.follower.exceptions import (
 )
 from integrations.follower.selectors import balance_job_get
 from loyalty.api_fields import StrictCharField, StrictIntegerField
-from loyalty.validators import EXTERNAL_ID_MAX_LENGTH, external_id_problem
+from loyalty.validators import (
+    EXTERNAL_ID_MAX_LENGTH,
+    UNSTORABLE_TEXT_RE,
+    external_id_problem,
+)
 from points.exceptions import PointsError
 from points.services import MAX_POINTS_PER_OPERATION
 
@@ -169,7 +171,6 @@ def validate_items(data, item_serializer_class) -> list[dict]:
 
 # --- the common case of a transactions body, without DRF's per-field machinery ------------------
 
-_NOT_PLAIN_TEXT = re.compile("[\x00\ud800-\udfff]")  # what DRF's CharField validators refuse
 _NOT_PLAIN = object()
 
 
@@ -229,7 +230,7 @@ def _plain_text(value, *, max_length: int, blank: bool):
         or len(value) > max_length
         or (not value and not blank)
         or value != value.strip()
-        or _NOT_PLAIN_TEXT.search(value)
+        or UNSTORABLE_TEXT_RE.search(value)
     ):
         return _NOT_PLAIN
     return value

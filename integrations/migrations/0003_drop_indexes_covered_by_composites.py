@@ -1,10 +1,9 @@
 """Drop foreign keys' own indexes where a composite index leads with the column (fewer index
 writes on the hot paths); the constraints stay as they are."""
 
-import django.db.models.deletion
-from django.db import migrations, models
+from django.db import migrations
 
-from loyalty.migration_operations import drop_foreign_key_index
+from loyalty.migration_operations import DropForeignKeyIndex
 
 
 class Migration(migrations.Migration):
@@ -14,28 +13,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        drop_foreign_key_index(
-            "integrations",
-            "deliveryattempt",
-            "message",
-            models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="attempt_log",
-                to="integrations.outboxmessage",
-            ),
-        ),
-        drop_foreign_key_index(
-            "integrations",
-            "outboxmessage",
-            "organization",
-            models.ForeignKey(
-                blank=True,
-                db_index=False,
-                null=True,
-                on_delete=django.db.models.deletion.PROTECT,
-                related_name="outbox",
-                to="loyalty.organization",
-            ),
-        ),
+        DropForeignKeyIndex("deliveryattempt", "message"),
+        DropForeignKeyIndex("outboxmessage", "organization"),
     ]

@@ -651,6 +651,25 @@ def _write_outcomes(requests: list[PartnerRequest], *, now: dt.datetime) -> None
     )
 
 
+# Conditional UPDATE: concurrent requests never take a rule's budget past total_budget.
+_TAKE_BUDGET_SQL = (
+    f'UPDATE "{PointRule._meta.db_table}" SET "total_used" = "total_used" + %s '  # noqa: S608
+    'WHERE "id" = %s AND "total_used" + %s <= "total_budget"'
+)
+# Count the amount in the member's usage of the rule for the period, in one statement: the first
+# use of a period inserts the row; later ones add to it only while the sum stays within the
+# limit (the row's lock serialises concurrent adders, and each re-checks). A row comes back when
+# the amount was counted.
+_TAKE_ALLOWANCE_SQL = (
+    f'INSERT INTO "{RuleUsage._meta.db_table}" AS u '  # noqa: S608
+    '("rule_id", "member_id", "period_start", "used") VALUES (%s, %s, %s, %s) '
+    'ON CONFLICT ("rule_id", "member_id", "period_start") '
+    'DO UPDATE SET "used" = u."used" + EXCLUDED."used" '
+    'WHERE u."used" + EXCLUDED."used" <= %s '
+    'RETURNING "id"'
+)
+
+
 def _apply(*, request: PartnerRequest, rule: PointRule, member: Member, amount: int):
     if not rule.active:
         raise _ProcessingFailed("rule_inactive", RULE_INACTIVE_MESSAGE)
@@ -674,26 +693,6 @@ def _apply(*, request: PartnerRequest, rule: PointRule, member: Member, amount: 
     if rule.kind == RuleKind.EARN:
         return point_services.earn(**common).transfer
     return point_services.burn(**common)
-
-
-# Conditional UPDATE: concurrent requests never take a rule's budget past total_budget.
-_TAKE_BUDGET_SQL = (
-    f'UPDATE "{PointRule._meta.db_table}" SET "total_used" = "total_used" + %s '  # noqa: S608
-    'WHERE "id" = %s AND "total_used" + %s <= "total_budget"'
-)
-_RULE_USAGE = RuleUsage._meta.db_table
-# Count the amount in the member's usage of the rule for the period, in one statement: the first
-# use of a period inserts the row; later ones add to it only while the sum stays within the
-# limit (the row's lock serialises concurrent adders, and each re-checks). A row comes back when
-# the amount was counted.
-_TAKE_ALLOWANCE_SQL = (
-    f'INSERT INTO "{_RULE_USAGE}" AS u ("rule_id", "member_id", "period_start", "used") '  # noqa: S608
-    "VALUES (%s, %s, %s, %s) "
-    'ON CONFLICT ("rule_id", "member_id", "period_start") '
-    'DO UPDATE SET "used" = u."used" + EXCLUDED."used" '
-    'WHERE u."used" + EXCLUDED."used" <= %s '
-    'RETURNING "id"'
-)
 
 
 def _take_member_allowance(*, rule: PointRule, member: Member, amount: int, at) -> bool:

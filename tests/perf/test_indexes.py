@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 from django.apps import apps
 from django.db import connection
+from django.db.migrations.state import ProjectState
 
 from integrations.models import DeliveryAttempt, OutboxMessage
 from integrations.partner.models import PartnerRequest
-from loyalty.migration_operations import drop_foreign_key_index
+from loyalty.migration_operations import DropForeignKeyIndex
 from points.models import Hold, PointAccount, PointLot, Transfer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
@@ -58,10 +59,10 @@ def test_the_hot_tables_have_no_index_a_composite_already_provides():
 
 def test_the_check_finds_such_an_index():
     # Given the index that a migration dropped from transfers' program column, put back
-    operation = drop_foreign_key_index("points", "transfer", "program", None)
-    run_python = operation.database_operations[0]
+    operation = DropForeignKeyIndex("transfer", "program")
+    state = ProjectState.from_apps(apps)
     with connection.schema_editor() as editor:
-        run_python.reverse_code(apps, editor)
+        operation.database_backwards("points", editor, state, state)
     try:
         # Then the check names it, and the composite that leads with its column
         assert redundant_indexes(HOT_TABLES) == [
@@ -73,5 +74,5 @@ def test_the_check_finds_such_an_index():
         ]
     finally:
         with connection.schema_editor() as editor:
-            run_python.code(apps, editor)
+            operation.database_forwards("points", editor, state, state)
     assert redundant_indexes(HOT_TABLES) == []

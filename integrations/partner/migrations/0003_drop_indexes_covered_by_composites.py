@@ -1,10 +1,9 @@
 """Drop foreign keys' own indexes where a composite index leads with the column (fewer index
 writes on the hot paths); the constraints stay as they are."""
 
-import django.db.models.deletion
-from django.db import migrations, models
+from django.db import migrations
 
-from loyalty.migration_operations import drop_foreign_key_index
+from loyalty.migration_operations import DropForeignKeyIndex
 
 
 class Migration(migrations.Migration):
@@ -15,26 +14,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        drop_foreign_key_index(
-            "partner",
-            "partnerrequest",
-            "client",
-            models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.PROTECT,
-                related_name="point_requests",
-                to="integrations.apiclient",
-            ),
-        ),
-        drop_foreign_key_index(
-            "partner",
-            "partnerrequest",
-            "organization",
-            models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.PROTECT,
-                related_name="partner_requests",
-                to="loyalty.organization",
-            ),
-        ),
+        DropForeignKeyIndex("partnerrequest", "client"),
+        DropForeignKeyIndex("partnerrequest", "organization"),
     ]
