@@ -125,11 +125,14 @@ def platform_backend_pids() -> list[int]:
 
 
 def terminate_backends(pids) -> int:
-    """pg_terminate_backend() each pid (never the shared server itself)."""
+    """pg_terminate_backend() each pid (never the shared server itself), waiting up to 5 s for
+    each to be gone: without the wait it returns once signalled, and a request made right after
+    may still find the connection's socket quiet (and fail its first query, a 503) instead of
+    closed, which is what the tests mean to set up."""
     terminated = 0
     with connection.cursor() as cursor:
         for pid in pids:
-            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+            cursor.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
             terminated += bool(cursor.fetchone()[0])
     return terminated
 
