@@ -7,7 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from django.core.cache import cache
 
+from integrations.partner.services import drain_key, drain_slots
 from tests.reliability.worlds import build_world
 
 
@@ -15,6 +17,13 @@ from tests.reliability.worlds import build_world
 def generous_rate_limit(settings):
     # Tests send faster than any partner would; the throttle has its own tests (security/).
     settings.PARTNER_API_RATE = "100000/s"
+
+
+@pytest.fixture(autouse=True)
+def free_drain_slots():
+    # A drainer killed with an earlier test's worker holds its slot until the lease runs out;
+    # a request accepted meanwhile would find it taken and not publish (what some tests watch).
+    cache.delete_many([drain_key(slot) for slot in range(drain_slots())])
 
 
 @pytest.fixture
