@@ -191,12 +191,7 @@ def _count_in_window(key: str, *, timeout: int, amount: int = 1) -> int:
     backend = caches[DEFAULT_CACHE_ALIAS]
     if isinstance(backend, RedisCache):
         full_key = backend.make_and_validate_key(key)
-        # Writes always go to the first server, so one client (on Django's pool) serves them
-        # all; Django's get_client() would build a new one per call.
-        client = getattr(backend, "_rate_limit_client", None)
-        if client is None:
-            client = backend._rate_limit_client = backend._cache.get_client(full_key, write=True)
-        pipe = client.pipeline(transaction=False)
+        pipe = backend._cache.get_client(full_key, write=True).pipeline(transaction=False)
         pipe.incr(full_key, amount)
         pipe.expire(full_key, timeout, nx=True)
         return int(pipe.execute()[0])

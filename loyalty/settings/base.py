@@ -129,7 +129,7 @@ REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "loyalty.cache.RedisCache",  # Django's, reusing its Redis clients
             "LOCATION": env_str("CACHE_URL", REDIS_URL),
             # A Redis that stops answering must not hang requests: the rate limiter lets
             # requests through when its cache is down (integrations/partner/api.py).

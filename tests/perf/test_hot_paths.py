@@ -298,7 +298,7 @@ def test_the_rate_counter_on_redis_is_one_round_trip_with_an_expiry(settings):
     # given Django's cache on Redis
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "loyalty.cache.RedisCache",
             "LOCATION": settings.CELERY_BROKER_URL,
         }
     }
@@ -350,3 +350,34 @@ def test_an_expired_token_is_refused(client, partner, org, member):
     response = client.get(url, HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert response.status_code == 401
     assert response.json()["code"] == "invalid_token"
+
+
+@pytest.mark.redis
+def test_the_redis_cache_builds_one_client_per_pool_and_works_across_threads(settings):
+    # given the platform's cache backend on Redis
+    settings.CACHES = {
+        "default": {"BACKEND": "loyalty.cache.RedisCache", "LOCATION": settings.CELERY_BROKER_URL}
+    }
+    from django.core.cache import caches
+
+    backend = caches["default"]
+    key = f"perf-test-{secrets.token_hex(4)}"
+    try:
+        # when it is used for several operations, from several threads at once
+        backend.set(key, 0, timeout=10)
+
+        def add_ones():
+            for _ in range(50):
+                backend.incr(key)
+
+        threads = [threading.Thread(target=add_ones) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        # then every operation counted, and all used one client (Django builds one per call)
+        assert backend.get(key) == 200
+        assert backend._cache.get_client(write=True) is backend._cache.get_client(write=True)
+    finally:
+        backend.delete(key)

@@ -216,7 +216,7 @@ def test_partner_requests_are_accepted_while_the_rate_limit_cache_is_down(settin
     # Given a cache (Redis) that cannot be reached
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "loyalty.cache.RedisCache",
             "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
         }
     }
