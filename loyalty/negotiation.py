@@ -1,0 +1,29 @@
+"""DRF content negotiation with the everyday answer worked out without parsing.
+
+Every API here renders JSON only, and nearly every client sends no Accept header, `*/*` or
+`application/json`: DRF then always picks the first renderer, after parsing the header into
+media types and ordering them by precedence on every request (a few percent of a balance
+read's CPU). Those requests get that answer directly; anything else (another Accept, a format
+override, a view with other renderers) goes through DRF's negotiation unchanged.
+"""
+
+from __future__ import annotations
+
+from rest_framework.negotiation import DefaultContentNegotiation
+
+_EVERYDAY_ACCEPT = (None, "*/*", "application/json")
+
+
+class JsonFirstNegotiation(DefaultContentNegotiation):
+    def select_renderer(self, request, renderers, format_suffix=None):
+        first = renderers[0] if renderers else None
+        override = self.settings.URL_FORMAT_OVERRIDE  # "format" (None: no override)
+        if (
+            first is not None
+            and first.media_type == "application/json"
+            and format_suffix is None
+            and request.META.get("HTTP_ACCEPT") in _EVERYDAY_ACCEPT
+            and not (override and override in request.META.get("QUERY_STRING", ""))
+        ):
+            return first, first.media_type
+        return super().select_renderer(request, renderers, format_suffix)
