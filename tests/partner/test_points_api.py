@@ -10,8 +10,14 @@ import uuid
 import pytest
 from django.utils import timezone
 from oauth2_provider.models import AccessToken
+from rest_framework.exceptions import ValidationError
 
 from integrations.models import OutboxMessage
+from integrations.partner.api import (
+    PointRequestCreateApi,
+    _validation_message,
+    point_request_input,
+)
 from integrations.partner.models import PartnerRequest, PartnerRequestStatus
 from loyalty.models import Member
 from points import services as point_services
@@ -115,6 +121,85 @@ def test_invalid_parameters_are_400_naming_the_field_and_change_nothing(
     assert field in error["message"]
     assert list(error["details"]["fields"]) == [field]
     assert snapshot(program, member) == before
+
+
+def _serializer_answer(data):
+    serializer = PointRequestCreateApi.InputSerializer(data=data)
+    if serializer.is_valid():
+        return {key: serializer.validated_data[key] for key in data if key in serializer.fields}
+    return _validation_message(serializer.errors)
+
+
+def _hand_answer(data):
+    try:
+        parsed = point_request_input(data)
+    except ValidationError as exc:
+        return _validation_message(exc.detail)
+    return {
+        "userId": parsed.user_id,
+        "ruleId": parsed.rule_id,
+        "amount": parsed.amount,
+        "requestId": parsed.request_id,
+        "callbackUrl": parsed.callback_url,
+    }
+
+
+_GOOD = {
+    "userId": "member-1",
+    "ruleId": "0b0e2c1e-1111-4222-8333-944455556666",
+    "amount": 10,
+    "requestId": "r-1",
+    "callbackUrl": CALLBACK_URL,
+}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {"extra": "ignored", "amount": 1},
+        {"amount": 10_000_000},
+        {"userId": None},
+        {"userId": ""},
+        {"userId": " "},
+        {"userId": "a" * 500},
+        {"userId": "a\x00b"},
+        {"userId": "x" * 300 + "\x00\ud800"},
+        {"userId": "a@b.example"},
+        {"userId": 42},
+        {"userId": ["a"]},
+        {"ruleId": True},
+        {"ruleId": "r" * 65},
+        {"amount": "10"},
+        {"amount": 10.0},
+        {"amount": True},
+        {"amount": 0},
+        {"amount": -5},
+        {"amount": 10**12},
+        {"amount": None},
+        {"amount": ""},
+        {"requestId": "\t"},
+        {"requestId": "a\nb"},
+        {"requestId": "r" * 201},
+        {"callbackUrl": "http://partner.example/cb"},
+        {"callbackUrl": "https://127.0.0.1/cb"},
+        {"callbackUrl": "not a url"},
+        {"userId": "", "ruleId": 1, "amount": "x", "requestId": None, "callbackUrl": ""},
+    ],
+)
+def test_the_hand_checked_body_answers_as_the_documented_serializer(change):
+    # given a body with the change (a None value in `change` itself means: leave it out)
+    body = {**_GOOD, **change}
+    if "userId" in change and change["userId"] is None and len(change) == 1:
+        del body["userId"]
+
+    # then the view's check and the schema's serializer agree, to the message and field list
+    assert _hand_answer(body) == _serializer_answer(body)
+
+
+@pytest.mark.parametrize("payload", [[1, 2], "text", None, 3])
+def test_a_body_that_is_not_an_object_is_refused_as_the_serializer_refuses_it(payload):
+    assert _hand_answer(payload) == _serializer_answer(payload)
 
 
 @pytest.mark.parametrize("payload", ["[1, 2]", "{not json", '"text"'])
