@@ -72,8 +72,7 @@ _RECORD_SQL = (
     '"next_attempt_at" = %s WHERE "id" = %s'
 )
 # A delivered attempt: the attempt row (numbered by the message's attempts) and the message marked
-# delivered. Nothing else is decided on a 2xx, so no locked read comes first; on PostgreSQL the
-# two writes are one statement.
+# delivered. Nothing else is decided on a 2xx, so no locked read comes first.
 _INSERT_DELIVERED_ATTEMPT_SQL = (
     f'INSERT INTO "{DeliveryAttempt._meta.db_table}" ("message_id", "number", "started_at", '  # noqa: S608
     '"duration_ms", "status_code", "error", "response_excerpt") '
@@ -83,7 +82,19 @@ _MARK_DELIVERED_SQL = (
     f'UPDATE {_MESSAGES} SET "status" = %s, "delivered_at" = %s, "last_error" = \'\' '  # noqa: S608
     'WHERE "id" = %s RETURNING "id"'
 )
-_RECORD_DELIVERED_SQL = f"WITH attempt AS ({_INSERT_DELIVERED_ATTEMPT_SQL}) {_MARK_DELIVERED_SQL}"
+# On PostgreSQL, any number of delivered attempts in one statement (arrays unnested into rows,
+# a data-modifying WITH for the attempts): the messages marked delivered come back.
+_RECORD_DELIVERED_MANY_SQL = (
+    "WITH sent AS (SELECT * FROM unnest(%s::uuid[], %s::timestamptz[], %s::integer[], "  # noqa: S608
+    "%s::integer[], %s::text[], %s::timestamptz[]) "
+    "AS s(message_id, started_at, duration_ms, status_code, excerpt, finished_at)), "
+    f'attempt AS (INSERT INTO "{DeliveryAttempt._meta.db_table}" ("message_id", "number", '
+    '"started_at", "duration_ms", "status_code", "error", "response_excerpt") '
+    'SELECT m."id", m."attempts", s.started_at, s.duration_ms, s.status_code, \'\', s.excerpt '
+    f'FROM {_MESSAGES} m JOIN sent s ON s.message_id = m."id") '
+    f'UPDATE {_MESSAGES} m SET "status" = %s, "delivered_at" = s.finished_at, "last_error" = \'\' '
+    'FROM sent s WHERE m."id" = s.message_id RETURNING m."id"'
+)
 
 
 def outbox_enqueue(
@@ -137,12 +148,12 @@ def outbox_enqueue_many(
     """outbox_enqueue for several messages, written by one batched INSERT."""
     messages = [_new_message(spec, deliver_in_process=deliver_in_process) for spec in specs]
     _insert_messages(messages)
+    if deliver_in_process:
+        transaction.on_commit(lambda: _deliver_in_process(messages))
+        return messages
     for message in messages:
-        if deliver_in_process:
-            transaction.on_commit(lambda message=message: _deliver_in_process(message))
-        else:
-            message_id = str(message.pk)
-            transaction.on_commit(lambda message_id=message_id: dispatch_delivery(message_id))
+        message_id = str(message.pk)
+        transaction.on_commit(lambda message_id=message_id: dispatch_delivery(message_id))
     return messages
 
 
@@ -189,13 +200,33 @@ def _insert_messages(messages: list[OutboxMessage]) -> None:
         message._state.db = connection.alias
 
 
-def _deliver_in_process(message: OutboxMessage) -> None:
-    """First attempt, in the process that wrote the (leased) message; anything unexpected
-    leaves it to the sweeper."""
-    try:
-        _attempt(message)
-    except Exception:  # the message is safe in the database, pending
-        logger.warning("outbox: in-process delivery of %s failed", message.pk, exc_info=True)
+def _deliver_in_process(messages: list[OutboxMessage]) -> None:
+    """First attempts, in the process that wrote the (leased) messages, one after the other.
+
+    The delivered ones are recorded together at the end (one statement), the others each as it
+    fails. Anything unexpected leaves a message to the sweeper: a delivery not recorded because
+    this process died first is sent again once its lease runs out (at least once; receivers
+    de-duplicate with webhook-id).
+    """
+    delivered: list[_Sent] = []
+    for message in messages:
+        try:
+            sent = _send(message)
+            if sent.delivered:
+                delivered.append(sent)
+            else:
+                _record_attempt(sent)
+        except Exception:  # the message is safe in the database, pending
+            logger.warning("outbox: in-process delivery of %s failed", message.pk, exc_info=True)
+    if delivered:
+        try:
+            _record_delivered(delivered)
+        except Exception:
+            logger.warning(
+                "outbox: could not record %s delivered messages; the sweeper resends them",
+                len(delivered),
+                exc_info=True,
+            )
 
 
 def dispatch_delivery(message_id: str, countdown: int | None = None) -> None:
@@ -266,8 +297,34 @@ def outbox_deliver(*, message_id: str, now: dt.datetime | None = None) -> Delive
     return _attempt(_LEASED_COLUMNS.instance(leased))
 
 
+@dataclass(frozen=True)
+class _Sent:
+    """One delivery attempt made, not yet recorded."""
+
+    message_id: object
+    finished_at: dt.datetime
+    duration_ms: int
+    status_code: int | None
+    error: str
+    excerpt: str
+    retry_after: int | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def started_at(self) -> dt.datetime:
+        return self.finished_at - dt.timedelta(milliseconds=self.duration_ms)
+
+
 def _attempt(message: OutboxMessage) -> DeliveryOutcome:
     """Sign and send a message this process holds the lease of, and record the attempt."""
+    return _record_attempt(_send(message))
+
+
+def _send(message: OutboxMessage) -> _Sent:
+    """Sign and send a message this process holds the lease of."""
     body = bytes(message.body)
     headers = dict(message.headers)
     if message.signing_secret:
@@ -296,29 +353,27 @@ def _attempt(message: OutboxMessage) -> DeliveryOutcome:
         error = f"unsafe url: {exc}"[:500]
     except Exception as exc:  # network errors of every kind are retried
         error = f"{type(exc).__name__}: {exc}"[:500]
-    duration_ms = int((time.monotonic() - started) * 1000)
-    return _record_attempt(
+    return _Sent(
         message_id=message.pk,
-        now=timezone.now(),
+        finished_at=timezone.now(),
+        duration_ms=int((time.monotonic() - started) * 1000),
         status_code=status_code,
         error=error,
         excerpt=excerpt,
-        duration_ms=duration_ms,
         retry_after=retry_after,
     )
 
 
-def _record_attempt(
-    *, message_id, now, status_code, error, excerpt, duration_ms, retry_after
-) -> DeliveryOutcome:
-    if status_code is not None and 200 <= status_code < 300:
-        _record_delivered(
-            message_id=message_id,
-            now=now,
-            status_code=status_code,
-            excerpt=excerpt,
-            duration_ms=duration_ms,
-        )
+def _record_attempt(sent: _Sent) -> DeliveryOutcome:
+    """Record an attempt; a failed one schedules the retry (or gives the message up)."""
+    message_id, now, status_code, error = (
+        sent.message_id,
+        sent.finished_at,
+        sent.status_code,
+        sent.error,
+    )
+    if sent.delivered:
+        _record_delivered([sent])
         return DeliveryOutcome(
             message_id=str(message_id),
             sent=True,
@@ -335,13 +390,11 @@ def _record_attempt(
             [
                 sql.param(DeliveryAttempt, "message", message.pk),
                 message.attempts,
-                sql.param(
-                    DeliveryAttempt, "started_at", now - dt.timedelta(milliseconds=duration_ms)
-                ),
-                duration_ms,
+                sql.param(DeliveryAttempt, "started_at", sent.started_at),
+                sent.duration_ms,
                 status_code,
                 error,
-                excerpt,
+                sent.excerpt,
             ],
         )
         retry_in = None
@@ -350,7 +403,7 @@ def _record_attempt(
             message.status = OutboxStatus.DEAD
             message.last_error = error or f"HTTP {status_code}: receiver gone"
         else:
-            retry_in = max(backoff_seconds(message.attempts), retry_after or 0)
+            retry_in = max(backoff_seconds(message.attempts), sent.retry_after or 0)
             retry_in = min(retry_in, settings.OUTBOX_BACKOFF_MAX_SECONDS)
             message.last_error = error or f"HTTP {status_code}"
             if now + dt.timedelta(seconds=retry_in) > message.give_up_at:
@@ -381,27 +434,46 @@ def _record_attempt(
     )
 
 
-def _record_delivered(*, message_id, now, status_code, excerpt, duration_ms) -> None:
-    attempt_params = [
-        sql.param(DeliveryAttempt, "started_at", now - dt.timedelta(milliseconds=duration_ms)),
-        duration_ms,
-        status_code,
-        excerpt,
-        sql.param(OutboxMessage, "id", message_id),
-    ]
-    mark_params = [
-        OutboxStatus.DELIVERED,
-        sql.param(OutboxMessage, "delivered_at", now),
-        sql.param(OutboxMessage, "id", message_id),
-    ]
-    if connection.vendor == "postgresql":  # data-modifying WITH: one statement
-        marked = sql.fetch_one(_RECORD_DELIVERED_SQL, attempt_params + mark_params)
+def _record_delivered(sent: list[_Sent]) -> None:
+    """Record delivered attempts: on PostgreSQL one statement for all of them."""
+    if connection.vendor == "postgresql":
+        marked = sql.fetch_all(
+            _RECORD_DELIVERED_MANY_SQL,
+            [
+                [attempt.message_id for attempt in sent],
+                [attempt.started_at for attempt in sent],
+                [attempt.duration_ms for attempt in sent],
+                [attempt.status_code for attempt in sent],
+                [attempt.excerpt for attempt in sent],
+                [attempt.finished_at for attempt in sent],
+                OutboxStatus.DELIVERED,
+            ],
+        )
+        missing = {attempt.message_id for attempt in sent} - {row[0] for row in marked}
     else:
+        missing = set()
         with transaction.atomic():
-            sql.execute(_INSERT_DELIVERED_ATTEMPT_SQL, attempt_params)
-            marked = sql.fetch_one(_MARK_DELIVERED_SQL, mark_params)
-    if marked is None:
-        raise OutboxMessage.DoesNotExist(f"outbox message {message_id} is gone")
+            for attempt in sent:
+                message_id = sql.param(OutboxMessage, "id", attempt.message_id)
+                sql.execute(
+                    _INSERT_DELIVERED_ATTEMPT_SQL,
+                    [
+                        sql.param(DeliveryAttempt, "started_at", attempt.started_at),
+                        attempt.duration_ms,
+                        attempt.status_code,
+                        attempt.excerpt,
+                        message_id,
+                    ],
+                )
+                mark = [
+                    OutboxStatus.DELIVERED,
+                    sql.param(OutboxMessage, "delivered_at", attempt.finished_at),
+                    message_id,
+                ]
+                if sql.fetch_one(_MARK_DELIVERED_SQL, mark) is None:
+                    missing.add(attempt.message_id)
+    if missing:
+        raise OutboxMessage.DoesNotExist(f"outbox messages {sorted(map(str, missing))} are gone")
 
 
 def outbox_due_message_ids(*, now: dt.datetime | None = None, limit: int = 500) -> list[str]:

@@ -3,7 +3,8 @@
 import datetime as dt
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
@@ -104,6 +105,48 @@ def test_a_message_is_not_sent_twice_while_leased(insecure_callbacks, receiver):
 
     assert outbox.outbox_deliver(message_id=str(message.pk), now=now).sent is False
     assert receiver.requests == []
+
+
+def test_messages_sent_in_process_are_recorded_together_and_a_failure_on_its_own(
+    insecure_callbacks, receiver, django_capture_on_commit_callbacks
+):
+    # given a receiver that fails the second of three callbacks written in one transaction
+    receiver.responses = [ScriptedResponse(200), ScriptedResponse(500), ScriptedResponse(200)]
+
+    # when the transaction commits and its process makes the first attempts
+    with (
+        CaptureQueriesContext(connection) as queries,
+        django_capture_on_commit_callbacks(execute=True),
+        transaction.atomic(),
+    ):
+        messages = outbox.outbox_enqueue_many(
+            [
+                outbox.OutboxSpec(topic="test", url=f"{receiver.url}/cb", payload={"n": n})
+                for n in range(3)
+            ],
+            deliver_in_process=True,
+        )
+
+    # then each was sent once, in order; the two answered 2xx are delivered, the other waits
+    # for its retry
+    assert [request.json()["n"] for request in receiver.requests] == [0, 1, 2]
+    for message in messages:
+        message.refresh_from_db()
+    assert [message.status for message in messages] == [
+        OutboxStatus.DELIVERED,
+        OutboxStatus.PENDING,
+        OutboxStatus.DELIVERED,
+    ]
+    assert [message.attempts for message in messages] == [1, 1, 1]
+    assert messages[1].last_error == "HTTP 500"
+    assert messages[1].next_attempt_at > timezone.now()
+    assert messages[0].delivered_at is not None and messages[2].delivered_at is not None
+    assert sorted(
+        DeliveryAttempt.objects.filter(message__in=messages).values_list("number", "status_code")
+    ) == [(1, 200), (1, 200), (1, 500)]
+    # on PostgreSQL the delivered ones are recorded by one statement, the failure by its own
+    recorded = [q for q in queries.captured_queries if "deliveryattempt" in q["sql"]]
+    assert len(recorded) == (2 if connection.vendor == "postgresql" else 3)
 
 
 def test_message_rolls_back_with_the_change_it_reports(insecure_callbacks, receiver):
