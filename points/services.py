@@ -13,6 +13,7 @@ module; here a follower program simply refuses the operations only a master may 
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from dataclasses import dataclass
 from functools import cache
 from types import SimpleNamespace
@@ -612,6 +613,96 @@ def earn(
             idempotency_key=idempotency_key,
         )
         return EarnResult(lot=lot, transfer=lot.transfer)
+
+
+@dataclass(frozen=True)
+class EarnItem:
+    """One earn of earn_many: the arguments of earn() that it takes."""
+
+    program: PointProgram
+    member: Member
+    amount: int
+    source: str = "Purchase"
+    description: str = ""
+    reference: str = ""
+    actor: str = "system"
+    idempotency_key: str | None = None
+
+
+def earn_many(
+    *,
+    items: list[EarnItem],
+    kind: str = TransferKind.EARN,
+    now: dt.datetime | None = None,
+    savepoint: bool = True,
+) -> list[tuple[int, int]]:
+    """earn() for several items in one transaction, in a few statements for all of them;
+    returns each item's (lot id, transfer id), in order.
+
+    Every item is checked first (InvalidAmount, ProgramIsFollower, ValueError for a member of
+    another organisation, as earn). Then the items' accounts are locked in id order (missing
+    ones created), every idempotency key is looked up at once, and the credits are posted item
+    after item as earn posts them: active lots, expiring after the program's default validity.
+    A key already used (by an earlier earn, or twice in the items) raises IdempotencyConflict
+    before anything is written: whether it is a repeat or a conflict is earn()'s to tell, item
+    by item. savepoint=False: the caller's own atomic block undoes a failure (and cannot go on
+    after one).
+    """
+    now = now or timezone.now()
+    for item in items:
+        _check_amount(item.amount)
+        _refuse_follower(item.program)
+        if item.member.organization_id != item.program.organization_id:
+            raise ValueError("member and program belong to different organisations")
+    keys = [item.idempotency_key for item in items if item.idempotency_key is not None]
+    if len(set(keys)) != len(keys):
+        raise IdempotencyConflict("an idempotency key appears twice")
+    with transaction.atomic(savepoint=savepoint):
+        accounts, _created = _member_accounts_lock_bulk(
+            pairs={(item.program, item.member) for item in items}
+        )
+        # After the locks, so that a key a concurrent holder of one committed is seen.
+        if keys and _idempotency_keys_used(accounts=accounts.values(), keys=keys):
+            raise IdempotencyConflict("an idempotency key is already used")
+        credits = []
+        for item in items:
+            validity = item.program.default_validity_days
+            credits.append(
+                _Credit(
+                    account=accounts[item.program.pk, item.member.pk],
+                    amount=item.amount,
+                    valid_from=now,
+                    valid_to=now + dt.timedelta(days=validity) if validity else None,
+                    source=item.source,
+                    description=item.description,
+                    reference=item.reference,
+                    actor=item.actor,
+                    idempotency_key=item.idempotency_key,
+                )
+            )
+        return _credits_write(credits, kind=kind, now=now)
+
+
+def _idempotency_keys_used(*, accounts, keys: list[str]) -> bool:
+    """Whether any key is on a lot of these accounts or on a transfer of their programs (what
+    earn looks up, for many keys at once, in one statement)."""
+    account_ids = [account.pk for account in accounts]
+    program_ids = sorted({account.program_id for account in accounts})
+    statement = _keys_used_sql(len(account_ids), len(program_ids), len(keys))
+    return bool(sql.fetch_one(statement, [*account_ids, *keys, *program_ids, *keys])[0])
+
+
+@cache
+def _keys_used_sql(accounts: int, programs: int, keys: int) -> str:
+    def marks(count: int) -> str:
+        return ", ".join(["%s"] * count)
+
+    return (
+        f"SELECT EXISTS (SELECT 1 FROM {_L.table} WHERE {_L.account} IN ({marks(accounts)}) "  # noqa: S608
+        f"AND {_L.idempotency_key} IN ({marks(keys)})) "
+        f"OR EXISTS (SELECT 1 FROM {_T.table} WHERE {_T.program} IN ({marks(programs)}) "
+        f"AND {_T.idempotency_key} IN ({marks(keys)}))"
+    )
 
 
 def burn(
@@ -1308,8 +1399,8 @@ def set_balance(
 class MasterTransactionResult:
     requested: int
     applied: int  # signed; a debit beyond the balance applies less than requested
-    lot: PointLot | None
-    transfer: Transfer | None
+    lot_id: int | None  # the credit's lot
+    transfer_id: int | None  # None for a pending credit and for a debit that took nothing
 
 
 def master_transaction_apply(
@@ -1362,7 +1453,7 @@ def master_transaction_apply(
                 idempotency_key=None,
             )
             return MasterTransactionResult(
-                requested=amount, applied=amount, lot=lot, transfer=lot.transfer
+                requested=amount, applied=amount, lot_id=lot.pk, transfer_id=lot.transfer_id
             )
         take = min(-amount, account.balance - account.held)
         transfer = None
@@ -1377,7 +1468,12 @@ def master_transaction_apply(
                 reference=reference,
                 actor=actor,
             )
-        return MasterTransactionResult(requested=amount, applied=-take, lot=None, transfer=transfer)
+        return MasterTransactionResult(
+            requested=amount,
+            applied=-take,
+            lot_id=None,
+            transfer_id=transfer.pk if transfer is not None else None,
+        )
 
 
 # --- follower mode in bulk: a whole batch from the point master ---------------------------------
@@ -1449,7 +1545,7 @@ def master_transactions_apply_bulk(
             accounts[item.program.pk, item.member.pk].pk for item in items if item.amount < 0
         }
         results: list[MasterTransactionResult | None] = [None] * len(items)
-        credits = []
+        credited, credits = [], []
         for index, (item, valid_from, valid_to) in enumerate(prepared):
             account = accounts[item.program.pk, item.member.pk]
             if account.pk in with_debits:
@@ -1466,10 +1562,42 @@ def master_transactions_apply_bulk(
                     reference=item.reference,
                 )
             else:
-                credits.append((index, item, account, valid_from, valid_to))
-        for index, result in _credits_apply_bulk(credits=credits, actor=actor, now=now):
-            results[index] = result
+                credited.append(index)
+                credits.append(
+                    _Credit(
+                        account=account,
+                        amount=item.amount,
+                        valid_from=valid_from,
+                        valid_to=valid_to,
+                        source=item.source,
+                        description=item.description,
+                        reference=item.reference,
+                        actor=actor,
+                    )
+                )
+        written = _credits_write(credits, kind=TransferKind.SYNC, now=now)
+        for index, credit, (lot_id, transfer_id) in zip(credited, credits, written, strict=True):
+            results[index] = MasterTransactionResult(
+                requested=credit.amount,
+                applied=credit.amount,
+                lot_id=lot_id,
+                transfer_id=transfer_id,
+            )
     return MasterTransactionsResult(results=results, accounts_created=created)
+
+
+# The batch's member accounts as (program, member) pairs passed as two arrays: one short
+# statement whatever the batch's size (an IN list of a thousand placeholders costs more to
+# build and parse than the query costs to run).
+_BATCH_PAIRS = (
+    f'FROM "{PointAccount._meta.db_table}" a '
+    "JOIN unnest(%s::bigint[], %s::uuid[]) AS pair(program_id, member_id) "
+    'ON a."program_id" = pair.program_id AND a."member_id" = pair.member_id'
+)
+_BATCH_ACCOUNTS_EXISTING_SQL = f'SELECT a."program_id", a."member_id" {_BATCH_PAIRS}'
+_BATCH_ACCOUNTS_LOCK_SQL = (
+    f'SELECT {_ACCOUNT_COLUMNS.select("a")} {_BATCH_PAIRS} ORDER BY a."id" FOR UPDATE OF a'
+)
 
 
 def _member_accounts_lock_bulk(
@@ -1479,17 +1607,15 @@ def _member_accounts_lock_bulk(
 
     Returns {(program id, member id): account} and how many accounts were missing.
     """
-    by_program: dict[int, set] = {}
-    for program, member in pairs:
-        by_program.setdefault(program.pk, set()).add(member.pk)
-    wanted = Q()
-    for program_id, member_ids in by_program.items():
-        wanted |= Q(program_id=program_id, member_id__in=member_ids)
-    existing = set(PointAccount.objects.filter(wanted).values_list("program_id", "member_id"))
-    missing = sorted(
-        {(program.pk, member.pk) for program, member in pairs} - existing,
-        key=lambda pair: (pair[0], str(pair[1])),
-    )
+    wanted = {(program.pk, member.pk) for program, member in pairs}
+    if connection.vendor == "postgresql":
+        arrays = [[pair[0] for pair in wanted], [pair[1] for pair in wanted]]
+        existing = set(sql.fetch_all(_BATCH_ACCOUNTS_EXISTING_SQL, arrays))
+    else:
+        existing = set(
+            PointAccount.objects.filter(_pairs_q(wanted)).values_list("program_id", "member_id")
+        )
+    missing = sorted(wanted - existing, key=lambda pair: (pair[0], str(pair[1])))
     if missing:
         PointAccount.objects.bulk_create(
             [
@@ -1498,123 +1624,163 @@ def _member_accounts_lock_bulk(
             ],
             ignore_conflicts=True,
         )
-    locked = PointAccount.objects.select_for_update().filter(wanted).order_by("pk")
+    if connection.vendor == "postgresql":
+        locked = map(_ACCOUNT_COLUMNS.instance, sql.fetch_all(_BATCH_ACCOUNTS_LOCK_SQL, arrays))
+    else:
+        locked = PointAccount.objects.select_for_update().filter(_pairs_q(wanted)).order_by("pk")
     return {(account.program_id, account.member_id): account for account in locked}, len(missing)
 
 
-def _credits_apply_bulk(*, credits, actor: str, now: dt.datetime):
-    """Post credits to locked accounts that have no debit in the batch; yield (index, result).
+def _pairs_q(pairs: set[tuple[int, object]]) -> Q:
+    by_program: dict[int, list] = {}
+    for program_id, member_id in pairs:
+        by_program.setdefault(program_id, []).append(member_id)
+    wanted = Q()
+    for program_id, member_ids in by_program.items():
+        wanted |= Q(program_id=program_id, member_id__in=member_ids)
+    return wanted
 
-    Per account, in item order, exactly what _credit does: a pending lot (pending += amount)
-    when valid_from is still to come, else balance and lifetime_earned grow and an active lot
-    comes with its transfer (issued -> member, member_balance_after as of that item).
+
+@dataclass(slots=True)
+class _Credit:
+    """One credit for _credits_write, to a locked member account."""
+
+    account: PointAccount
+    amount: int
+    valid_from: dt.datetime
+    valid_to: dt.datetime | None
+    source: str
+    description: str
+    reference: str
+    actor: str
+    idempotency_key: str | None = None
+
+
+def _credits_write(
+    credits: list[_Credit], *, kind: str, now: dt.datetime
+) -> list[tuple[int, int | None]]:
+    """Post credits to locked member accounts; return each one's (lot id, transfer id).
+
+    Per account, in order, exactly what _credit does: a pending lot (pending += amount) when
+    valid_from is still to come (no transfer), else balance and lifetime_earned grow and an
+    active lot comes with its transfer (issued -> member, member_balance_after as of that
+    credit); lifetime tiers move as they would credit by credit. Lots and transfers are written
+    as rows (_rows_insert), not built as model instances: for a thousand credits, building the
+    instances cost more than writing them.
     """
     if not credits:
-        return
-    issued = {}
-    transfers, lots, results = [], [], []
+        return []
+    issued: dict[int, int] = {}
+    transfer_rows, lot_rows, transfer_numbers = [], [], []
     touched: dict[int, PointAccount] = {}
     # account id -> lifetime_earned after each of its active credits, in order (for tiers)
     earned: dict[int, list[int]] = {}
-    for index, item, account, valid_from, valid_to in credits:
-        program_id = item.program.pk
-        pending = valid_from > now
-        lot = PointLot(
-            account_id=account.pk,
-            amount=item.amount,
-            remaining=item.amount,
-            valid_from=valid_from,
-            valid_to=valid_to,
-            status=LotStatus.PENDING if pending else LotStatus.ACTIVE,
-            source=item.source,
-            description=item.description,
-            reference=item.reference,
-            actor=actor,
-        )
-        transfer = None
+    # Plain values, read once (an enum member's .value is a descriptor call).
+    kind = str(kind)
+    lot_pending, lot_active = LotStatus.PENDING.value, LotStatus.ACTIVE.value
+    for credit in credits:
+        account = credit.account
+        account_id, program_id, amount = account.id, account.program_id, credit.amount
+        pending = credit.valid_from > now
+        source, description = credit.source[:64], credit.description[:500]
+        reference, actor = credit.reference[:200], credit.actor[:200]
+        transfer_number = None
         if pending:
-            account.pending += item.amount
+            account.pending += amount
         else:
             if program_id not in issued:
                 issued[program_id] = _system_account_id(program_id, AccountKind.ISSUED)
-            account.balance += item.amount
-            account.lifetime_earned += item.amount
-            earned.setdefault(account.pk, []).append(account.lifetime_earned)
-            transfer = Transfer(
-                program_id=program_id,
-                debit_account_id=issued[program_id],
-                credit_account_id=account.pk,
-                member_account_id=account.pk,
-                amount=item.amount,
-                kind=TransferKind.SYNC,
-                source=item.source[:64],
-                description=item.description[:500],
-                reference=item.reference[:200],
-                actor=actor[:200],
-                member_balance_after=account.balance,
+            account.balance += amount
+            account.lifetime_earned += amount
+            earned.setdefault(account_id, []).append(account.lifetime_earned)
+            transfer_number = len(transfer_rows)
+            transfer_rows.append(
+                {
+                    "program_id": program_id,
+                    "debit_account_id": issued[program_id],
+                    "credit_account_id": account_id,
+                    "member_account_id": account_id,
+                    "amount": amount,
+                    "kind": kind,
+                    "source": source,
+                    "description": description,
+                    "reference": reference,
+                    "actor": actor,
+                    "member_balance_after": account.balance,
+                    "idempotency_key": credit.idempotency_key,
+                }
             )
-            transfers.append(transfer)
-        lots.append((lot, transfer))
-        touched[account.pk] = account
-        results.append((index, item.amount, lot, transfer))
-    _bulk_insert(transfers, now=now)
-    for lot, transfer in lots:
-        lot.transfer = transfer
-    _bulk_insert([lot for lot, _transfer in lots], now=now)
+        lot_rows.append(
+            {
+                "account_id": account_id,
+                "amount": amount,
+                "remaining": amount,
+                "valid_from": credit.valid_from,
+                "valid_to": credit.valid_to,
+                "status": lot_pending if pending else lot_active,
+                "transfer_id": None,  # set below, once the transfers have their ids
+                "source": source,
+                "description": description,
+                "reference": reference,
+                "actor": actor,
+                "idempotency_key": credit.idempotency_key,
+            }
+        )
+        transfer_numbers.append(transfer_number)
+        touched[account_id] = account
+    transfer_ids = _rows_insert(Transfer, transfer_rows, now=now)
+    for row, number in zip(lot_rows, transfer_numbers, strict=True):
+        if number is not None:
+            row["transfer_id"] = transfer_ids[number]
+    lot_ids = _rows_insert(PointLot, lot_rows, now=now)
     _accounts_store(list(touched.values()), now=now)
     _tiers_recompute_bulk([(touched[account_id], steps) for account_id, steps in earned.items()])
-    for index, amount, lot, transfer in results:
-        yield (
-            index,
-            MasterTransactionResult(requested=amount, applied=amount, lot=lot, transfer=transfer),
-        )
+    return [
+        (lot_id, transfer_ids[number] if number is not None else None)
+        for lot_id, number in zip(lot_ids, transfer_numbers, strict=True)
+    ]
 
 
-def _bulk_insert(objs: list, *, now: dt.datetime) -> None:
-    """Insert unsaved instances of one model and set their primary keys.
+def _rows_insert(model: type[Model], rows: list[dict], *, now: dt.datetime) -> list[int]:
+    """Insert rows of one model and return their ids, in order.
 
-    On PostgreSQL: one query takes as many ids from the table's sequence as there are rows,
-    then COPY writes the rows with them. COPY adapts plain Python values (ints, str, aware
-    datetimes, None) in the driver's C code, so none of the ORM's per-value preparation runs:
-    for a thousand rows that preparation costs more than the insert. (The COPY goes straight to
-    the driver, so it does not appear in Django's query log; the id query does.) Other
-    databases use bulk_create.
+    Each row maps attnames to plain values (ints, str, aware datetimes, None); a field it does
+    not name takes its (non-callable) default, auto_now(_add) fields take `now`. On PostgreSQL
+    one query takes as many ids from the table's sequence as there are rows, then COPY writes
+    the rows with them: COPY adapts the values in the driver's C code, and none of the ORM's
+    per-value preparation runs. (The COPY goes straight to the driver, so it does not appear
+    in Django's query log; the id query does.) Other databases use bulk_create.
     """
-    if not objs:
-        return
-    model = type(objs[0])
+    if not rows:
+        return []
     meta = model._meta
     fields = [field for field in meta.concrete_fields if not field.primary_key]
-    for field in fields:
-        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-            for obj in objs:
-                setattr(obj, field.attname, now)
     connection = connections[router.db_for_write(model)]
     if connection.vendor != "postgresql":
-        model.objects.bulk_create(objs)
-        return
+        objs = model.objects.bulk_create([model(**row) for row in rows])
+        return [obj.pk for obj in objs]
+    # The rows' own columns, then those every row shares (defaults, auto_now stamps).
+    named = [field for field in fields if field.attname in rows[0]]
+    shared = [field for field in fields if field.attname not in rows[0]]
+    shared_values = tuple(
+        now
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)
+        else field.get_default()
+        for field in shared
+    )
+    row_values = operator.itemgetter(*(field.attname for field in named))
     qn = connection.ops.quote_name
-    text_fields = {f.attname for f in fields if f.get_internal_type() == "CharField"}
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-            [meta.db_table, meta.pk.column, len(objs)],
+            [meta.db_table, meta.pk.column, len(rows)],
         )
         ids = [row[0] for row in cursor.fetchall()]
-        columns = ", ".join(qn(f.column) for f in [meta.pk, *fields])
+        columns = ", ".join(qn(f.column) for f in [meta.pk, *named, *shared])
         with cursor.cursor.copy(f"COPY {qn(meta.db_table)} ({columns}) FROM STDIN") as copy:
-            for obj, pk in zip(objs, ids, strict=True):
-                row = [pk]
-                for field in fields:
-                    value = getattr(obj, field.attname)
-                    if value is not None and field.attname in text_fields:
-                        value = str(value)  # choices are str subclasses: send the plain value
-                    row.append(value)
-                copy.write_row(row)
-    for obj, pk in zip(objs, ids, strict=True):
-        obj.pk = pk
-        obj._state.adding = False
-        obj._state.db = connection.alias
+            for pk, row in zip(ids, rows, strict=True):
+                copy.write_row((pk, *row_values(row), *shared_values))
+    return ids
 
 
 def _accounts_store(accounts: list[PointAccount], *, now: dt.datetime) -> None:

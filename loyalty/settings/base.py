@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from loyalty.env import BASE_DIR, env_bool, env_int, env_list, env_str
+from loyalty.env import BASE_DIR, env_bool, env_float, env_int, env_list, env_str
 
 VAR_DIR = Path(env_str("LOYALTY_VAR_DIR", str(BASE_DIR / "var")))
 
@@ -254,6 +254,8 @@ PARTNER_SWEEP_AFTER_SECONDS = env_int("PARTNER_SWEEP_AFTER_SECONDS", 60)
 # Accepted requests are processed by at most this many drainer tasks at once (one per slot);
 # about the workers' total concurrency.
 PARTNER_DRAIN_SLOTS = env_int("PARTNER_DRAIN_SLOTS", 4)
+# A drainer with nothing to do looks for more this long before it frees its slot.
+PARTNER_DRAIN_LINGER_SECONDS = env_float("PARTNER_DRAIN_LINGER_SECONDS", 0.05)
 PARTNER_GIVE_UP_AFTER_SECONDS = env_int("PARTNER_GIVE_UP_AFTER_SECONDS", 24 * 60 * 60)
 PARTNER_SIGNATURE_WINDOW_SECONDS = env_int("PARTNER_SIGNATURE_WINDOW_SECONDS", 300)
 

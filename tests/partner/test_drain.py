@@ -19,6 +19,7 @@ from integrations.partner.services import (
     partner_requests_wake_all,
 )
 from integrations.partner.tasks import partner_requests_drain_task
+from points import services as point_services
 from points.models import Transfer
 from tests.celery_support import real_broker
 from tests.partner.conftest import CALLBACK_URL, submit_accepted
@@ -89,6 +90,34 @@ def test_a_drain_processes_its_slots_requests_in_order_and_frees_the_slot(slots,
     assert cache.get(drain_key(0)) is None
 
 
+def test_a_drainer_with_nothing_to_do_lingers_and_takes_what_arrives_meanwhile(
+    slots, accept, published, monkeypatch, settings
+):
+    # given a drainer of slot 0 with nothing to do, and a request that is accepted while it
+    # waits (its wake finds the slot taken, so no new drain is published)
+    settings.PARTNER_DRAIN_LINGER_SECONDS = 0.05
+    cache.add(drain_key(0), "1")
+    arrived: list[PartnerRequest] = []
+
+    def wait(seconds):
+        assert seconds <= 0.05
+        if not arrived:
+            arrived.append(in_slot(accept, 0, slots))
+            partner_request_wake(arrived[0].pk)
+
+    monkeypatch.setattr(services.time, "sleep", wait)
+
+    # when it drains
+    result = partner_requests_drain(slot=0)
+
+    # then it processed the request that came, without a task of its own, and freed the slot
+    assert result.processed == 1
+    assert published == []
+    arrived[0].refresh_from_db()
+    assert arrived[0].status == PartnerRequestStatus.SUCCEEDED
+    assert cache.get(drain_key(0)) is None
+
+
 def test_a_wake_publishes_one_drain_per_slot_until_its_drainer_frees_it(slots, accept, published):
     # given requests in slot 0 (twice) and slot 1
     first, second = in_slot(accept, 0, slots), in_slot(accept, 0, slots)
@@ -127,14 +156,14 @@ def test_a_request_whose_wake_found_the_slot_taken_is_seen_by_the_drainer(slots,
 def test_a_request_whose_processing_raises_is_left_for_the_sweeper(slots, accept, monkeypatch):
     # given three requests in slot 0, the first of which cannot be processed
     broken, *fine = [in_slot(accept, 0, slots) for _ in range(3)]
-    settle = services._settle
+    ledger_fields = services._ledger_fields
 
-    def failing(request, **kwargs):
+    def failing(request):
         if request.pk == broken.pk:
             raise RuntimeError("a bug in processing")
-        return settle(request, **kwargs)
+        return ledger_fields(request)
 
-    monkeypatch.setattr(services, "_settle", failing)
+    monkeypatch.setattr(services, "_ledger_fields", failing)
 
     # when the slot is drained: the batch of three fails, and they are processed one by one
     result = partner_requests_drain(slot=0)
@@ -145,6 +174,43 @@ def test_a_request_whose_processing_raises_is_left_for_the_sweeper(slots, accept
     assert statuses[broken.pk] == PartnerRequestStatus.ACCEPTED
     assert {statuses[r.pk] for r in fine} == {PartnerRequestStatus.SUCCEEDED}
     assert cache.get(drain_key(0)) is None
+
+
+def test_a_plain_earn_refused_in_a_batch_fails_alone_and_the_others_succeed(
+    slots, accept, program, member, make_member, org, caplog
+):
+    # given three plain earns in slot 0 (no limit, no budget: a batch gives them no savepoint),
+    # the middle one's ledger key already taken by another member's earn
+    first, refused, last = [in_slot(accept, 0, slots) for _ in range(3)]
+    point_services.earn(
+        program=program,
+        member=make_member(org),
+        amount=1,
+        idempotency_key=f"partner:{refused.client_id}:{refused.request_id}",
+    )
+
+    # when the slot is drained
+    result = partner_requests_drain(slot=0)
+
+    # then the refusal spoilt the batch's transaction, and one by one the middle request
+    # failed with its own outcome and callback while the others succeeded
+    assert (result.processed, result.skipped) == (3, 0)
+    outcomes = dict(PartnerRequest.objects.values_list("pk", "failure_code"))
+    assert outcomes[refused.pk] == "idempotency_conflict"
+    statuses = dict(PartnerRequest.objects.values_list("pk", "status"))
+    assert [statuses[r.pk] for r in (first, refused, last)] == [
+        PartnerRequestStatus.SUCCEEDED,
+        PartnerRequestStatus.FAILED,
+        PartnerRequestStatus.SUCCEEDED,
+    ]
+    callbacks = [json.loads(bytes(m.body)) for m in OutboxMessage.objects.all()]
+    assert {c["requestId"]: c["status"] for c in callbacks} == {
+        first.request_id: "success",
+        refused.request_id: "failed",
+        last.request_id: "success",
+    }
+    assert Transfer.objects.filter(member_account__member=member).count() == 2
+    assert "processing it one by one" in caplog.text
 
 
 def test_a_drain_out_of_time_hands_over_to_a_fresh_task_and_keeps_its_slot(
@@ -229,10 +295,11 @@ def test_a_batch_processes_its_requests_in_one_transaction_with_their_callbacks(
     )
     ids = [request.pk for request in waiting]
 
-    # when a drainer processes them as one batch: one locked read; per request the ledger
-    # (savepoint, account lock, key check, account update, transfer, lot, release); the
-    # outcomes and the callbacks as two batches; 2 savepoint statements of the transaction
-    with django_assert_num_queries(1 + 3 * 7 + 2 + 2):
+    # when a drainer processes them as one batch: one locked read; the plain earns in the
+    # ledger together (the accounts read and locked, the keys looked up, the issued account,
+    # the transfers, the lots, the balances, the program's tiers); the outcomes and the
+    # callbacks as two batches; 2 savepoint statements of the transaction
+    with django_assert_num_queries(1 + 8 + 2 + 2):
         processed = services.partner_requests_process_batch(partner_request_ids=ids)
 
     # then each succeeded with its own transfer and callback, as one by one

@@ -121,8 +121,8 @@ def test_the_bulk_path_gives_every_item_the_outcome_of_the_item_by_item_path(
     ]
 
     # then every item, account, lot, transfer and tier change is the same
-    assert [(r.requested, r.applied, r.transfer is None) for r in bulk.results] == [
-        (r.requested, r.applied, r.transfer is None) for r in single
+    assert [(r.requested, r.applied, r.transfer_id is None) for r in bulk.results] == [
+        (r.requested, r.applied, r.transfer_id is None) for r in single
     ]
     assert bulk.accounts_created == 4
     assert _state(bulk_program, members) == _state(single_program, members)

@@ -350,6 +350,9 @@ def test_follower_program_refuses_master_operations(org, make_program, member):
         lambda: services.hold_create(
             program=follower, member=member, amount=1, owner=VENDOR, transaction_id="t"
         ),
+        lambda: services.earn_many(
+            items=[services.EarnItem(program=follower, member=member, amount=5)]
+        ),
     ):
         with pytest.raises(ProgramIsFollower):
             call()
