@@ -26,6 +26,8 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import connection as default_connection
 from django.db.backends.utils import CursorDebugWrapper
 from django.db.models import Model
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, pre_init
 
 
 def _prepared_statements(connection) -> bool:
@@ -158,7 +160,19 @@ class Columns:
         for index, converters, col in self._converters:
             for converter in converters:
                 values[index] = converter(values[index], col, default_connection)
-        return self.model.from_db(default_connection.alias, self.attnames, values)
+        model = self.model
+        if pre_init.has_listeners(model) or post_init.has_listeners(model):
+            return model.from_db(default_connection.alias, self.attnames, values)
+        # What from_db builds, without Model.__init__, which sets each field through its
+        # descriptor and sends the init signals (none listen here): a third less time per
+        # instance. A fresh instance has no related object cached for a foreign key's
+        # descriptor to clear, and a field not selected stays deferred, as from_db leaves it.
+        instance = model.__new__(model)
+        instance.__dict__.update(zip(self.attnames, values, strict=True))
+        state = instance._state = ModelState()
+        state.adding = False
+        state.db = default_connection.alias
+        return instance
 
 
 def instances(row: Sequence, *columns: Columns) -> tuple[Model | None, ...]:
