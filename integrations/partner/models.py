@@ -103,10 +103,12 @@ class PartnerRequest(models.Model):
             ),
         ]
         indexes = [
+            # The requests waiting to be processed (few at any time): the drainers look them
+            # up in id order (services._WAITING_SQL), the sweeper by their times.
             models.Index(
-                fields=["dispatched_at"],
+                fields=["id"],
                 condition=Q(status=PartnerRequestStatus.ACCEPTED),
-                name="partner_request_waiting_idx",
+                name="partner_request_accepted_idx",
             ),
             models.Index(fields=["organization", "-created_at"], name="partner_request_org_idx"),
         ]

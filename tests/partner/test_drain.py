@@ -315,3 +315,23 @@ def test_a_batch_processes_its_requests_in_one_transaction_with_their_callbacks(
 
     # and a request processed meanwhile is left as it is by a second batch
     assert services.partner_requests_process_batch(partner_request_ids=ids) == 0
+
+
+def test_a_look_finds_the_slots_requests_across_pages_in_order(accept, monkeypatch):
+    # given accepted requests of three slots, some processed, and pages of a few rows
+    requests = [accept() for _ in range(14)]
+    PartnerRequest.objects.filter(pk__in=[r.pk for r in requests[3:5]]).update(
+        status=PartnerRequestStatus.FAILED
+    )
+    monkeypatch.setattr(services, "_WAITING_PAGE_MAX", 2)
+    waiting = [r.pk for r in requests[:3] + requests[5:]]
+
+    for slot in range(3):
+        mine = [pk for pk in waiting if pk % 3 == slot]
+        # then each slot gets its own accepted requests, first ones first, up to the limit
+        found = services._waiting_in_slot(slots=3, slot=slot, skipped=[], limit=50)
+        assert found == mine
+        assert services._waiting_in_slot(slots=3, slot=slot, skipped=[], limit=2) == mine[:2]
+        # ... and none it was told to skip
+        skipped = mine[:1]
+        assert services._waiting_in_slot(slots=3, slot=slot, skipped=skipped, limit=50) == mine[1:]
