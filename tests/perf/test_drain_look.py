@@ -3,14 +3,13 @@ vacuum: PostgreSQL keeps their entries in the partial index of accepted requests
 and only a plain index scan marks them dead as it passes (a bitmap scan reads them every time:
 2 ms a look after a 25 s burst in bench/, several looks a second per drainer)."""
 
-import json
-
 import pytest
 from django.db import connection
 
 from integrations.partner import services
 from integrations.partner.models import PartnerRequest, PartnerRequestStatus
 from tests.partner.conftest import CALLBACK_URL, submit_accepted
+from tests.perf.plans import executed_plan, pages_read, scans
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -23,22 +22,7 @@ PROCESSED = 3000
 
 def _look() -> dict:
     """The plan of one look (services._WAITING_SQL), as PostgreSQL ran it."""
-    statement = services._WAITING_SQL % ("%s", "%s")
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {statement}", [0, 200])
-        plan = cursor.fetchone()[0]
-    return (plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]
-
-
-def _pages_read(plan: dict) -> int:
-    return plan["Shared Hit Blocks"] + plan["Shared Read Blocks"]
-
-
-def _scans(plan: dict) -> list[tuple[str, str | None]]:
-    found = [(plan["Node Type"], plan.get("Index Name"))] if "Scan" in plan["Node Type"] else []
-    for child in plan.get("Plans", []):
-        found += _scans(child)
-    return found
+    return executed_plan(services._WAITING_SQL, [0, 200])
 
 
 def test_a_look_for_waiting_requests_skips_those_processed_since_the_last_vacuum(
@@ -75,6 +59,6 @@ def test_a_look_for_waiting_requests_skips_those_processed_since_the_last_vacuum
 
     # then every look walks the partial index of accepted requests in id order (a bitmap scan
     # would read the processed requests' rows on every look) ...
-    assert _scans(first_look) == [("Index Only Scan", "partner_request_accepted_idx")]
+    assert scans(first_look) == [("Index Only Scan", "partner_request_accepted_idx")]
     # ... and later looks read the index's few pages, not the processed requests' rows again
-    assert max(map(_pages_read, later_looks)) * 5 < _pages_read(first_look)
+    assert max(map(pages_read, later_looks)) * 5 < pages_read(first_look)

@@ -3,13 +3,12 @@ reads a few pages per item, however many keyed transfers the program already has
 of keys (`key IN (...)`) PostgreSQL read every keyed transfer of the program and filtered them,
 so a partner batch's look grew with the ledger (4 ms at 10,000 partner earns)."""
 
-import json
-
 import pytest
 from django.db import connection
 
 from points import services
 from points.models import PointAccount
+from tests.perf.plans import executed_plan, pages_read
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -19,11 +18,7 @@ BATCH = 25
 
 def _pages_read(keyed: list[tuple[int, int, str]]) -> int:
     arrays = [list(column) for column in zip(*keyed, strict=True)]
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {services._KEYS_USED_SQL}", arrays)
-        plan = cursor.fetchone()[0]
-    top = (plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]
-    return top["Shared Hit Blocks"] + top["Shared Read Blocks"]
+    return pages_read(executed_plan(services._KEYS_USED_SQL, arrays))
 
 
 def test_the_key_look_reads_pages_per_item_not_per_keyed_transfer(program, make_member, org):
