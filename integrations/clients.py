@@ -133,7 +133,7 @@ class ApiClientAuthentication(OAuth2Authentication):
     """
 
     def authenticate(self, request):
-        token = _valid_bearer_token(request)
+        token = valid_bearer_token(request)
         if token is None:
             result = super().authenticate(request)
             if result is None:
@@ -164,7 +164,7 @@ _TOKEN_SQL = (
 )
 
 
-def _valid_bearer_token(request):
+def valid_bearer_token(request):
     """The request's bearer token when it is valid as it stands, else None (caller falls back).
 
     One prepared statement: the token by its SHA-256 checksum, with its application, ApiClient

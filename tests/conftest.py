@@ -143,3 +143,11 @@ def receiver():
     server = RecordingServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def client():
+    """Django's test client, with the fast lane in front as in production (loyalty/wsgi.py)."""
+    from tests.fast_lane_support import FastLaneClient
+
+    return FastLaneClient()

@@ -29,7 +29,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView, set_rollback
 
 from integrations.eai import services
-from integrations.eai.auth import VendorAllowed, VendorBasicAuthentication
+from integrations.eai.auth import VendorAllowed, VendorBasicAuthentication, VendorPrincipal
 from integrations.eai.exceptions import (
     EaiError,
     InactiveUser,
@@ -141,7 +141,7 @@ class EaiRequestBody:
         )
 
 
-def _requested_action(query) -> str:
+def requested_action(query) -> str:
     flags = {name for name in ACTIONS if name in query}
     for value in query.getlist("action"):
         if value not in ACTIONS:
@@ -300,45 +300,52 @@ class EaiPointsApi(APIView):
         ],
     )
     def post(self, request):
-        action = _requested_action(request.query_params)
+        action = requested_action(request.query_params)
         payload = json_object(request)
         if isinstance(payload.get("transactionid"), str):
             self.transaction_id = payload["transactionid"][:TRANSACTION_ID_MAX_LENGTH]
-        vendor = request.user.vendor
-        body = EaiRequestBody.parse(payload, action=action)
-
-        member = request.user.member(body.userid)
-        if member is None:
-            raise UnknownUser()
-        if action == COMMIT:
-            if member.status != Member.Status.ACTIVE:
-                raise InactiveUser()
-            result = services.vendor_points_commit(
-                vendor=vendor,
-                member=member,
-                points=body.points,
-                transaction_id=body.transactionid,
-                description=body.description,
-            )
-        elif action == CONFIRM:
-            result = services.vendor_points_confirm(
-                vendor=vendor, member=member, transaction_id=body.transactionid
-            )
-        else:
-            result = services.vendor_points_rollback(
-                vendor=vendor, member=member, transaction_id=body.transactionid
-            )
-
-        message, code = SUCCESS[action]
-        # EaiReplySerializer documents this shape; a test holds the two together.
-        reply = {
-            "status": "success",
-            "message": message,
-            "code": code,
-            "transactionid": result.hold.transaction_id,
-        }
-        headers = {"Idempotent-Replayed": "true"} if result.replayed else None
+        reply, replayed = eai_points_perform(principal=request.user, action=action, payload=payload)
+        headers = {"Idempotent-Replayed": "true"} if replayed else None
         return Response(reply, status=200, headers=headers)
+
+
+def eai_points_perform(
+    *, principal: VendorPrincipal, action: str, payload: dict
+) -> tuple[dict, bool]:
+    """Check the body and perform the action for the authenticated vendor: the success reply
+    and whether it repeats an earlier call. Raises the refusals eai_exception_handler maps."""
+    vendor = principal.vendor
+    body = EaiRequestBody.parse(payload, action=action)
+    member = principal.member(body.userid)
+    if member is None:
+        raise UnknownUser()
+    if action == COMMIT:
+        if member.status != Member.Status.ACTIVE:
+            raise InactiveUser()
+        result = services.vendor_points_commit(
+            vendor=vendor,
+            member=member,
+            points=body.points,
+            transaction_id=body.transactionid,
+            description=body.description,
+        )
+    elif action == CONFIRM:
+        result = services.vendor_points_confirm(
+            vendor=vendor, member=member, transaction_id=body.transactionid
+        )
+    else:
+        result = services.vendor_points_rollback(
+            vendor=vendor, member=member, transaction_id=body.transactionid
+        )
+    message, code = SUCCESS[action]
+    # EaiReplySerializer documents this shape; a test holds the two together.
+    reply = {
+        "status": "success",
+        "message": message,
+        "code": code,
+        "transactionid": result.hold.transaction_id,
+    }
+    return reply, result.replayed
 
 
 # --- errors: one handler maps every refusal to the contract's reply -------------------------------

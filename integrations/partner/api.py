@@ -34,6 +34,7 @@ from rest_framework.views import APIView, set_rollback
 
 from integrations.clients import ApiClientAuthentication
 from integrations.http_signatures import SignatureError, verify_request
+from integrations.models import ApiClient
 from integrations.partner.exceptions import PartnerApiError
 from integrations.partner.selectors import member_balance_get
 from integrations.partner.services import PointRequestInput, error_body, partner_request_submit
@@ -235,6 +236,23 @@ def _take_from_window(key: str, *, window: int, limit: int, timeout: int) -> boo
     return True
 
 
+def client_rate_take(client: ApiClient) -> tuple[bool, float | None]:
+    """Count one request of the client in its window (settings.PARTNER_API_RATE): whether it
+    may go ahead, and the seconds until the window's end."""
+    limit, seconds = _parse_rate(getattr(settings, "PARTNER_API_RATE", DEFAULT_RATE))
+    now = time.time()
+    window = int(now // seconds)
+    key = f"partner-rate:{client.client_id}:{seconds}"
+    try:
+        allowed = _take_from_window(key, window=window, limit=limit, timeout=seconds + 1)
+    except Exception:
+        # The limiter's cache (Redis) is down: let the request through rather than stop the
+        # partners' traffic; requests stay idempotent and are stored in the database.
+        logger.warning("partner: rate limit not applied, the cache is down", exc_info=True)
+        return True, None
+    return allowed, (window + 1) * seconds - now
+
+
 class PartnerClientThrottle(BaseThrottle):
     """Per-client rate limit (settings.PARTNER_API_RATE, e.g. "50/s"), shared by every web node.
 
@@ -247,18 +265,7 @@ class PartnerClientThrottle(BaseThrottle):
         client = getattr(request, "api_client", None)
         if client is None:
             return True
-        limit, seconds = _parse_rate(getattr(settings, "PARTNER_API_RATE", DEFAULT_RATE))
-        now = time.time()
-        window = int(now // seconds)
-        key = f"partner-rate:{client.client_id}:{seconds}"
-        try:
-            allowed = _take_from_window(key, window=window, limit=limit, timeout=seconds + 1)
-        except Exception:
-            # The limiter's cache (Redis) is down: let the request through rather than stop the
-            # partners' traffic; requests stay idempotent and are stored in the database.
-            logger.warning("partner: rate limit not applied, the cache is down", exc_info=True)
-            return True
-        self._wait = (window + 1) * seconds - now
+        allowed, self._wait = client_rate_take(client)
         return allowed
 
     def wait(self):
@@ -564,16 +571,4 @@ class PointBalanceDetailApi(PartnerApi):
         balance = member_balance_get(
             client=request.api_client, org_id=orgId, program_key=programKey, user_id=userId
         )
-        # OutputSerializer's fields, written out: building a serializer per request costs more
-        # than the balance's query on the platform's hottest read (bench/).
-        return Response(
-            {
-                "userId": balance.user_id,
-                "programKey": balance.program_key,
-                "balance": balance.balance,
-                "available": balance.available,
-                "held": balance.held,
-                "pending": balance.pending,
-                "tier": balance.tier,
-            }
-        )
+        return Response(balance.reply_data())

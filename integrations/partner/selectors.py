@@ -24,6 +24,20 @@ class MemberBalance:
     pending: int
     tier: str | None
 
+    def reply_data(self) -> dict:
+        """The API's reply (PointBalanceDetailApi.OutputSerializer's fields, written out:
+        building a serializer per request costs more than the balance's query on the
+        platform's hottest read, bench/)."""
+        return {
+            "userId": self.user_id,
+            "programKey": self.program_key,
+            "balance": self.balance,
+            "available": self.available,
+            "held": self.held,
+            "pending": self.pending,
+            "tier": self.tier,
+        }
+
 
 def _same_organization(client: ApiClient, org_id: str) -> bool:
     try:

@@ -190,6 +190,8 @@ OUTBOX_SWEEP_INTERVAL_SECONDS = env_int("OUTBOX_SWEEP_INTERVAL_SECONDS", 15)
 # Callback and webhook URLs: https to public addresses only, unless this development switch
 # is on (never in production; see DESIGN.md).
 LOYALTY_ALLOW_INSECURE_CALLBACKS = env_bool("LOYALTY_ALLOW_INSECURE_CALLBACKS", False)
+# The fast lane of the hottest contract calls (loyalty/fast_lane.py); off, Django serves them.
+LOYALTY_FAST_LANE = env_bool("LOYALTY_FAST_LANE", True)
 
 # --- APIs ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
