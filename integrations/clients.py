@@ -153,15 +153,32 @@ _TOKEN_COLUMNS = sql.Columns(
 _APPLICATION_COLUMNS = sql.Columns(get_application_model(), ["id", "client_id", "name"])
 _CLIENT_COLUMNS = sql.Columns(ApiClient)
 _ORGANIZATION_COLUMNS = sql.Columns(Organization)
-_TOKEN_SQL = (
-    f"SELECT {_TOKEN_COLUMNS.select('t')}, {_APPLICATION_COLUMNS.select('a')}, "  # noqa: S608
-    f"{_CLIENT_COLUMNS.select('c')}, {_ORGANIZATION_COLUMNS.select('o')} "
+# Other statements may read the token this way and more beside it (the partner balance read).
+TOKEN_SELECT_SQL = (
+    f"{_TOKEN_COLUMNS.select('t')}, {_APPLICATION_COLUMNS.select('a')}, "
+    f"{_CLIENT_COLUMNS.select('c')}, {_ORGANIZATION_COLUMNS.select('o')}"
+)
+TOKEN_FROM_SQL = (
     f'FROM "{get_access_token_model()._meta.db_table}" t '
     f'JOIN "{get_application_model()._meta.db_table}" a ON a."id" = t."application_id" '
     f'JOIN "{ApiClient._meta.db_table}" c ON c."application_id" = a."id" '
-    f'JOIN "{Organization._meta.db_table}" o ON o."id" = c."organization_id" '
-    'WHERE t."token_checksum" = %s'
+    f'JOIN "{Organization._meta.db_table}" o ON o."id" = c."organization_id"'
 )
+TOKEN_WHERE_SQL = 'WHERE t."token_checksum" = %s'  # noqa: S105 (a statement, not a secret)
+TOKEN_ROW_LENGTH = sum(
+    len(columns)
+    for columns in (_TOKEN_COLUMNS, _APPLICATION_COLUMNS, _CLIENT_COLUMNS, _ORGANIZATION_COLUMNS)
+)
+_TOKEN_SQL = f"SELECT {TOKEN_SELECT_SQL} {TOKEN_FROM_SQL} {TOKEN_WHERE_SQL}"
+
+
+def bearer_checksum(request) -> str | None:
+    """The SHA-256 checksum of the request's `Authorization: Bearer` token, as stored; None
+    when the request has no such header."""
+    header = request.META.get("HTTP_AUTHORIZATION", "").split()
+    if len(header) != 2 or header[0].lower() != "bearer":
+        return None
+    return hashlib.sha256(header[1].encode("utf-8")).hexdigest()
 
 
 def valid_bearer_token(request):
@@ -170,13 +187,16 @@ def valid_bearer_token(request):
     One prepared statement: the token by its SHA-256 checksum, with its application, ApiClient
     and organisation loaded into `token.application.api_client.organization`.
     """
-    header = request.META.get("HTTP_AUTHORIZATION", "").split()
-    if len(header) != 2 or header[0].lower() != "bearer":
+    checksum = bearer_checksum(request)
+    if checksum is None:
         return None
-    checksum = hashlib.sha256(header[1].encode("utf-8")).hexdigest()
     row = sql.fetch_one(_TOKEN_SQL, [checksum])
-    if row is None:
-        return None
+    return None if row is None else valid_token_of_row(row, request)
+
+
+def valid_token_of_row(row, request):
+    """The token of a row read by TOKEN_SELECT_SQL (its first TOKEN_ROW_LENGTH columns), linked
+    to its application, client and organisation, when it is valid as it stands; else None."""
     token, application, client, organization = sql.instances(
         row, _TOKEN_COLUMNS, _APPLICATION_COLUMNS, _CLIENT_COLUMNS, _ORGANIZATION_COLUMNS
     )

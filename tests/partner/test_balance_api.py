@@ -121,9 +121,10 @@ def test_unknown_user_and_unknown_program_are_404(client, token, org, program, m
     )
 
 
-def test_query_count_of_a_balance_read(
-    client, token, org, program, member, django_assert_num_queries
+def test_query_count_of_a_balance_read_by_the_view(
+    client, settings, token, org, program, member, django_assert_num_queries
 ):
+    settings.LOYALTY_FAST_LANE = False  # the fast lane's own: tests/partner/test_balance_fast_lane
     point_services.earn(program=program, member=member, amount=10)
     url = balance_url("/api/v1", org.pk, member.external_id)
     # token (with its client and organisation); program, member and account in one.

@@ -53,13 +53,37 @@ def test_a_plain_read_is_answered_by_the_lane_as_the_view_answers_it(
     assert ("strict-transport-security" in answer(lane)[1]) is secure
 
 
-def test_the_lane_reads_in_two_statements(
+@pytest.mark.parametrize("forwarded_proto", ["https", "http"])
+def test_behind_production_s_https_proxy_the_lane_answers_as_django_does(
+    settings, token, org, program, member, forwarded_proto
+):
+    # loyalty/settings/production.py: https only, HSTS, the proxy says which scheme it took.
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_HSTS_SECONDS = 31536000
+    settings.SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    settings.SECURE_HSTS_PRELOAD = True
+    client = FastLaneClient()
+    url = balance_url(org.pk, member.external_id)
+
+    def read():
+        return get(client, url, token, HTTP_X_FORWARDED_PROTO=forwarded_proto)
+
+    lane = read()
+    django = through_django(client, settings, read)
+
+    assert answered_by_lane(lane) is (forwarded_proto == "https")
+    assert answer(lane) == answer(django)
+    assert lane.status_code == (200 if forwarded_proto == "https" else 301)
+
+
+def test_the_lane_reads_in_one_statement(
     client, token, org, program, member, django_assert_num_queries
 ):
     point_services.earn(program=program, member=member, amount=10)
     url = balance_url(org.pk, member.external_id)
-    # the token with its client and organisation; program, member, account and tier in one
-    with django_assert_num_queries(2):
+    # the token with its client and organisation, and the program, member, account and tier
+    with django_assert_num_queries(1):
         response = get(client, url, token)
     assert answered_by_lane(response)
 
