@@ -10,6 +10,8 @@ import json
 import pytest
 from django.db import transaction
 
+from integrations.eai.api import EaiPointsApi
+from integrations.eai.auth import VendorAllowed, VendorBasicAuthentication
 from loyalty.models import Member
 from points.selectors import balance_get
 from tests.eai.conftest import ledger_snapshot
@@ -141,3 +143,10 @@ def test_a_blocked_member_or_an_address_not_allowed_is_the_views_answer(eai, ven
     assert not answered_by_lane(refused_member)
     assert not answered_by_lane(refused_address)
     assert json.loads(refused_address.content)["code"] == "ip_not_allowed"
+
+
+def test_the_lane_makes_every_check_the_view_makes():
+    # The lane repeats the view's checks: one added to the view must be added to the lane.
+    assert EaiPointsApi.authentication_classes == [VendorBasicAuthentication]
+    assert EaiPointsApi.permission_classes == [VendorAllowed]
+    assert list(EaiPointsApi.throttle_classes) == []

@@ -6,6 +6,13 @@ from __future__ import annotations
 
 import pytest
 
+from integrations.clients import ApiClientAuthentication
+from integrations.partner.api import (
+    PartnerClientThrottle,
+    PartnerScopes,
+    PartnerTokenRequired,
+    PointBalanceDetailApi,
+)
 from points import services as point_services
 from tests.fast_lane_support import FastLaneClient, answer, answered_by_lane
 from tests.partner.conftest import issue_token
@@ -186,3 +193,10 @@ def test_with_the_lane_off_django_answers_every_read(client, settings, token, or
 
     assert response.status_code in (200, 404)
     assert not answered_by_lane(response)
+
+
+def test_the_lane_makes_every_check_the_view_makes():
+    # The lane repeats the view's checks: one added to the view must be added to the lane.
+    assert PointBalanceDetailApi.authentication_classes == [ApiClientAuthentication]
+    assert PointBalanceDetailApi.permission_classes == [PartnerTokenRequired, PartnerScopes]
+    assert PointBalanceDetailApi.throttle_classes == [PartnerClientThrottle]
