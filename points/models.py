@@ -163,7 +163,7 @@ class LotStatus(models.TextChoices):
 class PointLot(models.Model):
     """Points credited together, with one validity window; debits consume them."""
 
-    # Indexed by lot_account_status_idx, which leads with it (one index less to write a lot).
+    # Indexed by lot_spending_order_idx, which leads with it (one index less to write a lot).
     account = models.ForeignKey(
         PointAccount, on_delete=models.PROTECT, related_name="lots", db_index=False
     )
@@ -186,7 +186,11 @@ class PointLot(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["account", "status", "valid_to"], name="lot_account_status_idx"),
+            # An account's lots by status in spending order (soonest-expiring first, then the
+            # oldest): a debit reads its first active lot, however many the account holds.
+            models.Index(
+                fields=["account", "status", "valid_to", "id"], name="lot_spending_order_idx"
+            ),
             models.Index(
                 fields=["valid_from"],
                 condition=Q(status=LotStatus.PENDING),
