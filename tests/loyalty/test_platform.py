@@ -53,6 +53,21 @@ def test_seed_demo_is_idempotent_and_prints_every_key(capsys):
     assert ledger_verify().ok
 
 
+def test_seed_demo_prints_each_client_s_credentials_in_full(capsys):
+    call_command("seed_demo", "--json")
+    data = json.loads(capsys.readouterr().out)
+    call_command("seed_demo")
+    lines = capsys.readouterr().out.splitlines()
+
+    printed = {
+        line.split(":", 1)[0].strip(): line.split(":", 1)[1] for line in lines if ": {" in line
+    }
+    for key in ("partner", "eai_vendor", "follower", "rewards_service"):
+        # credentials are reset on each run: compare the shape, every key of the client
+        assert set(json.loads(printed[key])) == set(data[key])
+    assert f"organisation id: {data['org_id']}" in "\n".join(lines)
+
+
 @pytest.mark.parametrize(
     "value",
     [

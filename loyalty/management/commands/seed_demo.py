@@ -28,6 +28,8 @@ class Command(BaseCommand):
                 f"  member portal:    /portal/login/  {member['email']}  "
                 f"password {member['password']}  ({member['points']} points)"
             )
+        self.stdout.write(f"  organisation id: {data['org_id']}")
+        # In full: these are the credentials a developer copies into a client.
         for key in ("partner", "eai_vendor", "follower", "rewards_service"):
             if data[key]:
-                self.stdout.write(f"  {key}: {json.dumps(data[key])[:300]}")
+                self.stdout.write(f"  {key}: {json.dumps(data[key])}")
