@@ -11,7 +11,8 @@ unusual header, a query string, an error) is declined and handed to Django uncha
 gives the contract's answer: every error reply stays the views' own. A write the lane started
 and did not finish was rolled back by its transaction, so Django redoes it from the start
 (refusals are rare; that costs them a second try, never a half-applied change). Tests hold the
-lane and Django to the same answers (tests/loyalty/test_fast_lane.py).
+lane and Django to the same answers (tests/eai/test_eai_fast_lane.py,
+tests/partner/test_balance_fast_lane.py; the framing: tests/loyalty/test_fast_lane.py).
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ class FastLane:
         # Settings are read once, as Django's middleware reads them once per process.
         self.enabled = settings.LOYALTY_FAST_LANE
         self.redirects_to_https = settings.SECURE_SSL_REDIRECT
-        self.refuses_user_agents = bool(settings.DISALLOWED_USER_AGENTS) or settings.PREPEND_WWW
+        # CommonMiddleware refuses some user agents or redirects to www: left to it.
+        self.common_middleware_acts = bool(settings.DISALLOWED_USER_AGENTS) or settings.PREPEND_WWW
         self.body_limit = getattr(settings, "LOYALTY_MAX_BODY_BYTES", 2 * 1024 * 1024)
         self.security_headers = {
             secure: _security_headers(secure=secure) for secure in (False, True)
@@ -103,7 +105,7 @@ class FastLane:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             return None
-        if length > self.body_limit or self.refuses_user_agents:
+        if length > self.body_limit or self.common_middleware_acts:
             return None
         signals.request_started.send(sender=self.__class__, environ=environ)
         request = WSGIRequest(environ)

@@ -3,7 +3,7 @@ plain call, answered with its checks, without Django's request cycle, and with t
 the balance read in one statement instead of two.
 
 Anything PointBalanceDetailApi would refuse, and anything out of the ordinary (a query string,
-another Accept, a signed or HEAD request), is handed to the view, which answers it.
+another Accept, a HEAD request), is handed to the view, which answers it.
 """
 
 from __future__ import annotations
