@@ -8,10 +8,21 @@ import re
 
 import pytest
 from django.core.signals import request_finished, request_started
-from django.db import OperationalError
+from django.db import OperationalError, close_old_connections
 from django.test import RequestFactory
 
 from loyalty.fast_lane import FastLane, Reply, Route
+
+
+@pytest.fixture(autouse=True)
+def database_connections_left_alone():
+    """As Django's test client does: the lane's request signals would otherwise check (and
+    close) the test process's database connection, which these tests do not use."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 def django_stub(environ, start_response):
