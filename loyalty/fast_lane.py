@@ -79,7 +79,7 @@ class FastLane:
         self.redirects_to_https = settings.SECURE_SSL_REDIRECT
         # CommonMiddleware refuses some user agents or redirects to www: left to it.
         self.common_middleware_acts = bool(settings.DISALLOWED_USER_AGENTS) or settings.PREPEND_WWW
-        self.body_limit = getattr(settings, "LOYALTY_MAX_BODY_BYTES", 2 * 1024 * 1024)
+        self.body_limit = settings.LOYALTY_MAX_BODY_BYTES
         self.security_headers = {
             secure: _security_headers(secure=secure) for secure in (False, True)
         }

@@ -78,7 +78,7 @@ class RequestSizeLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        limit = getattr(settings, "LOYALTY_MAX_BODY_BYTES", 2 * 1024 * 1024)
+        limit = settings.LOYALTY_MAX_BODY_BYTES
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:

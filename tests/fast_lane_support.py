@@ -7,6 +7,8 @@ expect of the views, and a route that raises fails the test instead of being log
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from django.core.handlers.wsgi import WSGIRequest
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
@@ -18,6 +20,19 @@ from loyalty.fast_lane import FastLane
 from loyalty.wsgi import application
 
 DECLINED = object()
+
+
+@contextmanager
+def connections_left_alone():
+    """As Django's test client does around a request: the request signals do not check (and
+    close) the test's database connection, which is in the test's transaction."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
 
 
 class StrictFastLane(FastLane):
@@ -34,14 +49,8 @@ class FastLaneClientHandler(ClientHandler):
         def start_response(status, headers):
             reply["status"], reply["headers"] = status, headers
 
-        # As ClientHandler does: the test's connection is in a transaction, keep it open.
-        request_started.disconnect(close_old_connections)
-        request_finished.disconnect(close_old_connections)
-        try:
+        with connections_left_alone():
             answered = lane(environ, start_response)
-        finally:
-            request_started.connect(close_old_connections)
-            request_finished.connect(close_old_connections)
         if answered is DECLINED:
             return super().__call__(environ)
         response = HttpResponse(b"".join(answered), status=int(reply["status"].split()[0]))

@@ -136,13 +136,16 @@ class PartnerTokenRequired(BasePermission):
         raise MissingToken()
 
 
+def holds_any_scope(token, wanted: tuple[str, ...]) -> bool:
+    return not set(token.scope.split()).isdisjoint(wanted)
+
+
 class PartnerScopes(BasePermission):
     """The token holds one of view.required_any_scope; seed 001 answers 401 when it does not."""
 
     def has_permission(self, request, view):
         wanted = view.required_any_scope
-        granted = set(request.auth.scope.split())
-        if granted.intersection(wanted):
+        if holds_any_scope(request.auth, wanted):
             return True
         raise ScopeRefused(f"lacks sufficient scope permissions: needs {' or '.join(wanted)}")
 

@@ -12,7 +12,7 @@ import re
 
 from rest_framework.settings import api_settings
 
-from integrations.partner.api import PointBalanceDetailApi, client_rate_take
+from integrations.partner.api import PointBalanceDetailApi, client_rate_take, holds_any_scope
 from integrations.partner.selectors import same_organization, token_and_balance_get
 from loyalty.fast_lane import Reply, Route
 from loyalty.negotiation import wants_plain_json
@@ -35,7 +35,7 @@ def balance_read(request, org_id: str, program_key: str, user_id: str) -> Reply 
     client = token.application.api_client
     if not client.active:
         return None
-    if not set(token.scope.split()).intersection(PointBalanceDetailApi.required_any_scope):
+    if not holds_any_scope(token, PointBalanceDetailApi.required_any_scope):
         return None
     if not same_organization(client, org_id):
         return None

@@ -8,21 +8,18 @@ import re
 
 import pytest
 from django.core.signals import request_finished, request_started
-from django.db import OperationalError, close_old_connections
+from django.db import OperationalError
 from django.test import RequestFactory
 
 from loyalty.fast_lane import FastLane, Reply, Route
+from tests.fast_lane_support import connections_left_alone
 
 
 @pytest.fixture(autouse=True)
 def database_connections_left_alone():
-    """As Django's test client does: the lane's request signals would otherwise check (and
-    close) the test process's database connection, which these tests do not use."""
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    yield
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
+    # These tests use no database; the lane's request signals would check the connection.
+    with connections_left_alone():
+        yield
 
 
 def django_stub(environ, start_response):
